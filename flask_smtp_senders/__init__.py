@@ -1,0 +1,51 @@
+"""flask-smtp-senders: Settings > Senders for Flask admin portals.
+
+Administrators keep their organisation's SMTP servers here (password encrypted at rest),
+test them with Send Test Email, and the host app sends its notifications through them.
+"""
+
+from __future__ import annotations
+
+from . import events
+from .errors import (
+    AuditFailed,
+    ConcurrentUpdate,
+    ConfigurationError,
+    DeliveryError,
+    InvalidSenderData,
+    PasswordUnreadable,
+    SenderNotFound,
+    SMTPSendersError,
+    SMTPTimeout,
+)
+from .extension import SMTPSenders, get_service
+from .hooks import hookimpl
+from .service import SenderService, TestEmailResult
+from .store import Sender, SenderStore, SQLAlchemyStore
+from .transport import Security, security_for_port
+from .validation import SenderSettings, validate_settings
+
+__all__ = [
+    "AuditFailed",
+    "ConcurrentUpdate",
+    "ConfigurationError",
+    "DeliveryError",
+    "InvalidSenderData",
+    "PasswordUnreadable",
+    "SMTPSenders",
+    "SMTPSendersError",
+    "SMTPTimeout",
+    "SQLAlchemyStore",
+    "Security",
+    "Sender",
+    "SenderNotFound",
+    "SenderService",
+    "SenderSettings",
+    "SenderStore",
+    "TestEmailResult",
+    "events",
+    "get_service",
+    "hookimpl",
+    "security_for_port",
+    "validate_settings",
+]

@@ -1,0 +1,73 @@
+"""Every ``SMTP_SENDERS_*`` setting with its default, and the catalogue of user messages.
+
+The contract's exact texts (the vendor guide) are the defaults of the ``MSG_`` keys; a host
+may translate or reword them. ``docs/configuration.md`` documents each key (a test checks).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    #: Fernet keys, newest first: a list or a comma-separated string. Required.
+    #: The first key encrypts; every key decrypts (rotation).
+    "SMTP_SENDERS_ENCRYPTION_KEYS": None,
+    #: A PEM bundle of CA certificates to trust instead of the system store.
+    "SMTP_SENDERS_CA_FILE": None,
+    #: Seconds one network operation (connect, one read, one write) may take.
+    "SMTP_SENDERS_OPERATION_TIMEOUT": 5.0,
+    #: Seconds the whole exchange with the server may take, however the time is spent.
+    "SMTP_SENDERS_TIMEOUT": 15.0,
+    #: The name we give in EHLO; None means this machine's host name.
+    "SMTP_SENDERS_EHLO_NAME": None,
+    #: Create the sender table on ``init_app`` when it is missing.
+    "SMTP_SENDERS_CREATE_TABLES": True,
+    #: Subject and body of the fixed test message (never user-controlled).
+    "SMTP_SENDERS_MSG_TEST_SUBJECT": "Test message from your SMTP sender",
+    "SMTP_SENDERS_MSG_TEST_BODY": (
+        "This is a test message sent to check your custom SMTP server settings.\n"
+        "If you can read it, your Senders configuration works.\n"
+    ),
+    #: Shown when the test email was accepted by the server.
+    "SMTP_SENDERS_MSG_TEST_SUCCESS": "A test message was successfully sent to {recipient}.",
+    #: Shown when the server refused the credentials.
+    "SMTP_SENDERS_MSG_AUTH_FAILED": (
+        "Using the credentials you provided, we couldn't authenticate with your email server."
+    ),
+    #: Shown when the Server Name could not be resolved.
+    "SMTP_SENDERS_MSG_RESOLVE_FAILED": (
+        "We couldn't find your email server. Check the Server Name."
+    ),
+    #: Shown when no TCP connection could be made.
+    "SMTP_SENDERS_MSG_CONNECT_FAILED": (
+        "We couldn't connect to your email server. Check the Server Name and Port."
+    ),
+    #: Shown when TLS could not be set up or the certificate was not trusted.
+    "SMTP_SENDERS_MSG_TLS_FAILED": (
+        "We couldn't set up a secure connection with your email server. Check the Port and "
+        "the server's certificate."
+    ),
+    #: Shown when the server refused the From Address at MAIL FROM.
+    "SMTP_SENDERS_MSG_SENDER_REFUSED": "Your email server refused the From Address.",
+    #: Shown when the server refused the recipient at RCPT TO.
+    "SMTP_SENDERS_MSG_RECIPIENT_REFUSED": "Your email server refused the recipient address.",
+    #: Shown when the server refused the message content.
+    "SMTP_SENDERS_MSG_DATA_FAILED": "Your email server did not accept the message.",
+    #: Shown when the server did not answer in time.
+    "SMTP_SENDERS_MSG_TIMEOUT": "Your email server did not answer in time.",
+    #: Shown when no configured key can decrypt the stored password.
+    "SMTP_SENDERS_MSG_PASSWORD_REENTRY": (
+        "The stored password can no longer be read. Edit the sender and re-enter the Password."
+    ),
+}
+
+
+def apply_defaults(config: dict[str, Any]) -> None:
+    """Fill in every setting the host did not set."""
+    for key, value in DEFAULTS.items():
+        config.setdefault(key, value)
+
+
+def message(config: dict[str, Any], name: str, **values: str) -> str:
+    """The user message ``SMTP_SENDERS_MSG_<NAME>``, formatted with ``values``."""
+    return str(config[f"SMTP_SENDERS_MSG_{name.upper()}"]).format(**values)

@@ -1,0 +1,56 @@
+"""Exception hierarchy: one root, subclasses mixing in the builtin they resemble.
+
+No message here ever carries a password, a Fernet token or a raw server reply: the
+user-facing text of a failure comes from the ``SMTP_SENDERS_MSG_*`` catalogue.
+"""
+
+from __future__ import annotations
+
+
+class SMTPSendersError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ConfigurationError(SMTPSendersError, ValueError):
+    """A setting is missing or malformed; the message names the setting."""
+
+
+class InvalidSenderData(SMTPSendersError, ValueError):
+    """Sender fields failed validation; ``errors`` maps field name to a message."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{field}: {msg}" for field, msg in self.errors.items()))
+
+
+class SenderNotFound(SMTPSendersError, LookupError):
+    """No sender has that id (deleted, or never existed)."""
+
+
+class ConcurrentUpdate(SMTPSendersError):
+    """Someone saved or deleted the sender since this copy was read."""
+
+
+class PasswordUnreadable(SMTPSendersError):
+    """No configured key decrypts the stored password: it must be re-entered."""
+
+
+class AuditFailed(SMTPSendersError):
+    """An audit hook raised, so the change it was recording was rolled back."""
+
+
+class DeliveryError(SMTPSendersError):
+    """A send failed at one stage of the SMTP exchange.
+
+    ``stage`` is one of :data:`flask_smtp_senders.transport.STAGES`; ``user_message`` is a
+    fixed, safe text from the message catalogue. Details are logged, never put here.
+    """
+
+    def __init__(self, stage: str, user_message: str) -> None:
+        self.stage = stage
+        self.user_message = user_message
+        super().__init__(f"{stage}: {user_message}")
+
+
+class SMTPTimeout(DeliveryError, TimeoutError):
+    """The server was too slow: an operation or the whole exchange ran out of time."""

@@ -1,0 +1,98 @@
+"""Audit events handed to the ``smtp_senders_audit`` hook.
+
+Plain frozen dataclasses of ids, names and outcomes: never a password or a token. Text
+values are stored with CR and LF replaced, so a log line made from them cannot be forged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _neutralise(value: object) -> object:
+    if isinstance(value, str):
+        return value.replace("\r", "\\r").replace("\n", "\\n")
+    if isinstance(value, tuple):
+        return tuple(_neutralise(item) for item in value)
+    return value
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """What happened, to which sender, done by whom, with what outcome."""
+
+    action = "event"
+
+    actor: str | None
+    sender_id: int | None
+    outcome: str = "success"
+    occurred_at: datetime = field(default_factory=_now)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _neutralise(getattr(self, f.name)))
+
+
+@dataclass(frozen=True)
+class SenderCreated(AuditEvent):
+    action = "sender_created"
+
+
+@dataclass(frozen=True)
+class SenderUpdated(AuditEvent):
+    action = "sender_updated"
+    #: Names of the fields whose value changed ("password" when it was re-entered).
+    changed_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SenderDeleted(AuditEvent):
+    action = "sender_deleted"
+
+
+@dataclass(frozen=True)
+class TestEmailSent(AuditEvent):
+    __test__ = False  # not a pytest test class
+    action = "test_email_sent"
+    recipient: str = ""
+
+
+@dataclass(frozen=True)
+class TestEmailFailed(AuditEvent):
+    __test__ = False  # not a pytest test class
+    action = "test_email_failed"
+    recipient: str = ""
+    #: The stage where the exchange stopped (see ``transport.STAGES``).
+    stage: str = ""
+    outcome: str = "failure"
+
+
+@dataclass(frozen=True)
+class MessageSent(AuditEvent):
+    action = "message_sent"
+    recipients: tuple[str, ...] = ()
+    #: Recipients the server refused while accepting the others.
+    refused: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MessageFailed(AuditEvent):
+    action = "message_failed"
+    recipients: tuple[str, ...] = ()
+    stage: str = ""
+    outcome: str = "failure"
+
+
+@dataclass(frozen=True)
+class KeysRotated(AuditEvent):
+    action = "keys_rotated"
+    #: Senders re-encrypted under the first key.
+    rotated: int = 0
+    #: Senders whose token no configured key could read (left untouched).
+    unreadable: int = 0

@@ -1,0 +1,119 @@
+"""The Flask extension object: ``SMTPSenders(app)`` or ``SMTPSenders().init_app(app)``.
+
+All per-app work happens in ``init_app`` and its result lives in
+``app.extensions["smtp_senders"]`` (a :class:`SenderService`), so one extension object
+serves several apps. Misconfiguration fails here, naming the setting, not at first send.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+from flask import Flask, current_app
+
+from . import transport
+from .config import apply_defaults, message
+from .crypto import PasswordCipher, parse_keys
+from .errors import ConfigurationError
+from .hooks import make_plugin_manager
+from .service import SenderService
+from .store import SenderStore
+
+EXTENSION_KEY = "smtp_senders"
+
+_STAGE_MESSAGES = {
+    "resolve": "resolve_failed",
+    "connect": "connect_failed",
+    "tls": "tls_failed",
+    "auth": "auth_failed",
+    "sender": "sender_refused",
+    "recipient": "recipient_refused",
+    "data": "data_failed",
+    "timeout": "timeout",
+}
+
+
+class SMTPSenders:
+    """Adds Settings > Senders to a Flask app.
+
+    :param db: the host's Flask-SQLAlchemy object, for the default store.
+    :param store: a :class:`SenderStore` to use instead (wins over hooks).
+    :param plugins: objects with ``@hookimpl`` methods, registered last (final say).
+    """
+
+    def __init__(self, app: Flask | None = None, *, db: Any = None,
+                 store: SenderStore | None = None, plugins: Iterable[object] = ()) -> None:
+        self._db = db
+        self._store = store
+        self._plugins = tuple(plugins)
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        config = app.config
+        apply_defaults(config)
+        if not config.get("SECRET_KEY"):
+            raise ConfigurationError(
+                "SECRET_KEY is not set: flask-smtp-senders needs it to protect its forms "
+                "against CSRF."
+            )
+        cipher = PasswordCipher(parse_keys(config["SMTP_SENDERS_ENCRYPTION_KEYS"]))
+        manager = make_plugin_manager(self._plugins)
+        options = _transport_options(config, manager.hook)
+        store = self._store or manager.hook.smtp_senders_store(app=app, db=self._db)
+        if store is None:
+            raise ConfigurationError(
+                "flask-smtp-senders has no store: pass db= (Flask-SQLAlchemy) or store=, or "
+                "implement the smtp_senders_store hook."
+            )
+        service = SenderService(config, store, cipher, manager, options)
+        app.extensions[EXTENSION_KEY] = service
+        if config["SMTP_SENDERS_CREATE_TABLES"] and hasattr(store, "create_tables"):
+            with app.app_context():
+                store.create_tables()
+
+    @property
+    def service(self) -> SenderService:
+        """The sender operations of the current app."""
+        return get_service()
+
+
+def get_service(app: Flask | None = None) -> SenderService:
+    app = app or current_app
+    try:
+        return app.extensions[EXTENSION_KEY]
+    except KeyError:
+        raise RuntimeError("SMTPSenders.init_app() was not called for this app") from None
+
+
+def _seconds(config: dict[str, Any], key: str) -> float:
+    value = config[key]
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not math.isfinite(value) or value <= 0):
+        raise ConfigurationError(f"{key} must be a positive number of seconds.")
+    return float(value)
+
+
+def _transport_options(config: dict[str, Any], hooks: Any) -> transport.TransportOptions:
+    ca_file = config["SMTP_SENDERS_CA_FILE"]
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError):
+        raise ConfigurationError(
+            "SMTP_SENDERS_CA_FILE does not name a readable PEM file of CA certificates."
+        ) from None
+    ehlo_name = config["SMTP_SENDERS_EHLO_NAME"] or socket.gethostname() or "localhost"
+    if any(c in ehlo_name for c in "\r\n\0 "):
+        raise ConfigurationError("SMTP_SENDERS_EHLO_NAME must be a host name.")
+    return transport.TransportOptions(
+        ssl_context=context,
+        operation_timeout=_seconds(config, "SMTP_SENDERS_OPERATION_TIMEOUT"),
+        deadline=_seconds(config, "SMTP_SENDERS_TIMEOUT"),
+        ehlo_name=ehlo_name,
+        messages={stage: message(config, key) for stage, key in _STAGE_MESSAGES.items()},
+        resolver=lambda name, port: hooks.smtp_senders_resolve(server_name=name, port=port),
+    )

@@ -1,0 +1,117 @@
+"""pluggy hooks: how the host app and its plugins customise flask-smtp-senders.
+
+Each app gets its own plugin manager. Built-in implementations are registered first and
+marked ``trylast``; plugins from the ``flask_smtp_senders`` entry-point group come next and
+the host's ``plugins=`` last, so the host has the final say (pluggy calls the most
+recently registered implementation first).
+
+When a hook raises:
+- ``smtp_senders_store``: ``init_app`` fails; the app does not start half-configured.
+- ``smtp_senders_authorize``: the request is denied (fail closed) and the error is logged.
+- ``smtp_senders_actor``: the operation fails before anything changes or is sent.
+- ``smtp_senders_resolve``: the send fails at the resolve stage (logged).
+- ``smtp_senders_prepare_message``: the send fails before any connection is made.
+- ``smtp_senders_audit``: a change of senders or keys is rolled back and
+  :class:`~flask_smtp_senders.errors.AuditFailed` is raised (fail closed); for a send,
+  which cannot be unsent, the error is logged and the send's result stands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from email.message import EmailMessage
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from .events import AuditEvent
+    from .store import Sender, SenderStore
+
+NAME = "flask_smtp_senders"
+
+hookspec = pluggy.HookspecMarker(NAME)
+hookimpl = pluggy.HookimplMarker(NAME)
+
+
+class HookSpecs:
+    """The hooks a plugin may implement (each prefixed ``smtp_senders_``)."""
+
+    @hookspec(firstresult=True)
+    def smtp_senders_store(self, app: Flask, db: Any) -> SenderStore | None:
+        """Return the store that keeps senders for ``app``.
+
+        ``db`` is the Flask-SQLAlchemy object given to the extension, or None. Stops at the
+        first non-None result; the built-in returns the SQLAlchemy store when ``db`` is set.
+        """
+
+    @hookspec(firstresult=True)
+    def smtp_senders_authorize(self, action: str, sender_id: int | None) -> bool | None:
+        """May the current user do ``action`` ("list", "create", "update", "delete",
+        "test") on the sender ``sender_id`` (None for actions on no particular sender)?
+
+        Read the user from the host's own request context. Return True to allow, False to
+        deny, None for no opinion. Stops at the first non-None result. No answer at all
+        means deny: an app that implements nothing exposes nothing.
+        """
+
+    @hookspec(firstresult=True)
+    def smtp_senders_resolve(self, server_name: str, port: int) -> list[str] | None:
+        """Return the IP addresses to connect to for ``server_name``, in order.
+
+        Stops at the first non-None result; the built-in asks the system resolver. The
+        certificate is still verified against ``server_name``, whatever address is used.
+        """
+
+    @hookspec(firstresult=True)
+    def smtp_senders_actor(self) -> str | None:
+        """Return a short, stable name for the current user, for the audit trail."""
+
+    @hookspec
+    def smtp_senders_prepare_message(
+        self, message: EmailMessage, sender: Sender, purpose: str
+    ) -> None:
+        """Adjust ``message`` in place just before it is sent through ``sender``.
+
+        ``purpose`` is "test" for the Send Test Email message and "notification" for
+        messages sent through the sending API. Every implementation is called.
+        """
+
+    @hookspec
+    def smtp_senders_audit(self, event: AuditEvent) -> None:
+        """Record ``event`` (see :mod:`flask_smtp_senders.events`); it holds no secret.
+
+        Called for every created, updated and deleted sender, every test email, every
+        message sent and every key rotation. Every implementation is called.
+        """
+
+
+class _BuiltIns:
+    """The defaults, registered first and run last."""
+
+    @hookimpl(trylast=True)
+    def smtp_senders_store(self, app: Flask, db: Any) -> SenderStore | None:
+        if db is None:
+            return None
+        from .store import SQLAlchemyStore
+
+        return SQLAlchemyStore(db)
+
+    @hookimpl(trylast=True)
+    def smtp_senders_resolve(self, server_name: str, port: int) -> list[str]:
+        from .transport import resolve
+
+        return resolve(server_name, port)
+
+
+def make_plugin_manager(plugins: Iterable[object] = ()) -> pluggy.PluginManager:
+    """A plugin manager for one app: built-ins, then entry points, then the host's."""
+    manager = pluggy.PluginManager(NAME)
+    manager.add_hookspecs(HookSpecs)
+    manager.register(_BuiltIns(), name="flask_smtp_senders.builtins")
+    manager.load_setuptools_entrypoints(NAME)
+    for plugin in plugins:
+        manager.register(plugin)
+    return manager

@@ -1,0 +1,44 @@
+"""The sender table, on a metadata of its own so it works with any host's Flask-SQLAlchemy.
+
+No column holds a plaintext password: ``password_token`` is a Fernet token. ``version``
+is SQLAlchemy's optimistic-locking counter, bumped by every save of the settings.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .validation import DEFAULT_PORT, MAX_ADDRESS, MAX_NAME, MAX_SERVER_NAME, MAX_USERNAME
+
+
+class Base(DeclarativeBase):
+    """Our own registry: nothing of the host's models is touched."""
+
+    metadata = MetaData()
+
+
+class SenderRow(Base):
+    __tablename__ = "smtp_senders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(MAX_USERNAME))
+    password_token: Mapped[str] = mapped_column(Text)
+    server_name: Mapped[str] = mapped_column(String(MAX_SERVER_NAME))
+    port: Mapped[int] = mapped_column(Integer, default=DEFAULT_PORT)
+    from_name: Mapped[str] = mapped_column(String(MAX_NAME), default="")
+    from_address: Mapped[str] = mapped_column(String(MAX_ADDRESS))
+    reply_to_name: Mapped[str] = mapped_column(String(MAX_NAME), default="")
+    reply_to_address: Mapped[str] = mapped_column(String(MAX_ADDRESS), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    last_test_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_test_ok: Mapped[bool | None] = mapped_column(Boolean)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    def __repr__(self) -> str:
+        return f"<SenderRow id={self.id} {self.server_name}:{self.port} v{self.version}>"

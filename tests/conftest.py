@@ -1,0 +1,115 @@
+"""Shared fixtures: apps on SQLite and PostgreSQL, keys, and the loopback SMTP servers.
+
+pytest-socket (``--allow-hosts`` in pyproject.toml) fails any connection to an address
+other than loopback for the whole session, so a bug cannot send a packet out.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+
+from flask_smtp_senders import SMTPSenders, get_service
+
+pytest_plugins = ["tests.smtp_servers"]
+
+POSTGRES_URL = os.environ.get(
+    "SMTP_SENDERS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@dataclass
+class Database:
+    """One empty database for one test: a SQLite file or a fresh PostgreSQL schema."""
+
+    kind: str
+    url: str
+    engine_options: dict[str, Any] = field(default_factory=dict)
+    schema: str | None = None
+
+    def raw_connect(self) -> psycopg.Connection:
+        conn = psycopg.connect(POSTGRES_URL.replace("+psycopg", ""), autocommit=True)
+        if self.schema:
+            conn.execute(f'SET search_path TO "{self.schema}"')
+        return conn
+
+
+def _postgres_reachable() -> str | None:
+    try:
+        psycopg.connect(POSTGRES_URL.replace("+psycopg", ""), connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path) -> Database:
+    if request.param == "sqlite":
+        yield Database("sqlite", f"sqlite:///{tmp_path / 'senders.db'}")
+        return
+    problem = _postgres_reachable()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}: {problem}")
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    db = Database("postgresql", POSTGRES_URL,
+                  {"connect_args": {"options": f"-csearch_path={schema}"}}, schema)
+    with db.raw_connect() as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield db
+    with db.raw_connect() as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def fernet_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def make_app(database: Database, tls_material, fernet_key):
+    """Build apps the way a host would; every SMTP server they reach is on loopback."""
+    made: list[tuple[Flask, SQLAlchemy]] = []
+
+    def factory(*, plugins=(), store=None, **config: Any) -> Flask:
+        app = Flask(f"host_{len(made)}")
+        app.config.update(
+            SECRET_KEY="test-secret-key",
+            SQLALCHEMY_DATABASE_URI=database.url,
+            SQLALCHEMY_ENGINE_OPTIONS=database.engine_options,
+            SMTP_SENDERS_ENCRYPTION_KEYS=[fernet_key],
+            SMTP_SENDERS_CA_FILE=tls_material.ca_file,
+            SMTP_SENDERS_OPERATION_TIMEOUT=2.0,
+            SMTP_SENDERS_TIMEOUT=5.0,
+            SMTP_SENDERS_EHLO_NAME="client.test",
+        )
+        app.config.update(config)
+        db = SQLAlchemy(app)
+        SMTPSenders(app, db=db, store=store, plugins=plugins)
+        made.append((app, db))
+        return app
+
+    yield factory
+    for app, db in made:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def service(app):
+    with app.app_context():
+        yield get_service(app)
