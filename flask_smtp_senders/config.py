@@ -22,6 +22,29 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_SENDERS_EHLO_NAME": None,
     #: Create the sender table on ``init_app`` when it is missing.
     "SMTP_SENDERS_CREATE_TABLES": True,
+    #: Where the Senders pages are mounted.
+    "SMTP_SENDERS_URL_PREFIX": "/settings/senders",
+    #: Register the Senders pages on ``init_app`` (turn off for an API-only host).
+    "SMTP_SENDERS_REGISTER_BLUEPRINT": True,
+    #: The layout our pages extend; it must define the blocks title, head and content.
+    "SMTP_SENDERS_BASE_TEMPLATE": "smtp_senders/layout.html",
+    #: Shown on a sender that has not passed a test email (the contract's warning).
+    "SMTP_SENDERS_MSG_SAVE_WARNING": (
+        "Saving SMTP settings without validating credentials using the test email button "
+        "can cause problems sending emails. You can also send a test email later."
+    ),
+    #: Shown after a sender was saved or deleted.
+    "SMTP_SENDERS_MSG_SAVED": "The sender was saved.",
+    "SMTP_SENDERS_MSG_DELETED": "The sender was deleted.",
+    #: Shown when someone else saved or deleted the sender meanwhile.
+    "SMTP_SENDERS_MSG_CONFLICT": (
+        "Someone else changed this sender while you were editing it. Your changes are "
+        "still in the form: check them against the saved values and save again."
+    ),
+    #: Shown when a save failed for a reason of ours (database, audit); nothing was saved.
+    "SMTP_SENDERS_MSG_SAVE_FAILED": (
+        "The sender could not be saved. Nothing was changed; try again."
+    ),
     #: Subject and body of the fixed test message (never user-controlled).
     "SMTP_SENDERS_MSG_TEST_SUBJECT": "Test message from your SMTP sender",
     "SMTP_SENDERS_MSG_TEST_BODY": (

@@ -72,6 +72,10 @@ class SMTPSenders:
             )
         service = SenderService(config, store, cipher, manager, options)
         app.extensions[EXTENSION_KEY] = service
+        if config["SMTP_SENDERS_REGISTER_BLUEPRINT"]:
+            from .blueprint import bp  # the pages need the extension, not the reverse
+
+            app.register_blueprint(bp, url_prefix=config["SMTP_SENDERS_URL_PREFIX"])
         if config["SMTP_SENDERS_CREATE_TABLES"] and hasattr(store, "create_tables"):
             with app.app_context():
                 store.create_tables()

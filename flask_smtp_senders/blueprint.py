@@ -1,0 +1,178 @@
+"""Settings > Senders: thin views over the forms and the SenderService.
+
+Authorisation is checked once, in ``before_request``, for every route of the blueprint
+(so no new route can forget it); CSRF is checked there too for every POST, answering 400.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError, validate_csrf
+from wtforms import ValidationError
+
+from .config import message
+from .errors import AuditFailed, ConcurrentUpdate, SenderNotFound
+from .extension import get_service
+from .forms import DeleteForm, NewSenderForm, SenderForm, TestEmailForm
+from .store import Sender
+
+bp = Blueprint("smtp_senders", __name__, template_folder="templates",
+               static_folder="static/smtp_senders",
+               static_url_path="/static")
+
+#: endpoint -> the action the authorisation hook is asked about
+ACTIONS = {
+    "index": "list",
+    "new": "create",
+    "create": "create",
+    "edit": "update",
+    "delete": "delete",
+    "test_email": "test",
+    "static": "list",
+}
+
+
+@bp.before_request
+def authorize_and_check_csrf() -> None:
+    endpoint = (request.endpoint or "").rpartition(".")[2]
+    sender_id = (request.view_args or {}).get("sender_id")
+    if not get_service().authorize(ACTIONS.get(endpoint, endpoint), sender_id):
+        abort(403)
+    if request.method == "POST":
+        try:
+            validate_csrf(request.form.get("csrf_token"))
+        except (ValidationError, CSRFError) as exc:
+            abort(400, description=f"The form expired or was not sent by this site ({exc}).")
+
+
+def _msg(name: str, **values: str) -> str:
+    return message(current_app.config, name, **values)
+
+
+def _sender_or_404(sender_id: int) -> Sender:
+    try:
+        return get_service().get_sender(sender_id)
+    except SenderNotFound:
+        abort(404)
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best == "application/json"
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    service = get_service()
+    senders = service.list_senders()
+    readable = {sender.id: service.password_readable(sender) for sender in senders}
+    return render_template("smtp_senders/index.html", senders=senders, readable=readable)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def new() -> ResponseReturnValue:
+    form = NewSenderForm()
+    if form.validate_on_submit():
+        return redirect(url_for(".create"))
+    return render_template("smtp_senders/new.html", form=form)
+
+
+@bp.route("/new/email/custom", methods=["GET", "POST"])
+def create() -> ResponseReturnValue:
+    form = SenderForm()
+    if form.validate_on_submit() and form.settings is not None:
+        try:
+            sender = get_service().create_sender(form.settings, form.password.data)
+        except AuditFailed:
+            flash(_msg("save_failed"), "smtp_senders.error")
+        else:
+            flash(_msg("saved"), "smtp_senders.success")
+            return redirect(url_for(".edit", sender_id=sender.id))
+    return render_template("smtp_senders/form.html", form=form, sender=None), _status(form)
+
+
+@bp.route("/<int:sender_id>", methods=["GET", "POST"])
+def edit(sender_id: int) -> ResponseReturnValue:
+    sender = _sender_or_404(sender_id)
+    form = SenderForm()
+    if request.method == "GET":
+        form.fill(sender.settings, sender.version)
+    elif form.validate_on_submit() and form.settings is not None:
+        try:
+            get_service().update_sender(sender_id, form.expected_version() or -1,
+                                        form.settings, form.password.data)
+        except SenderNotFound:
+            abort(404)
+        except ConcurrentUpdate:
+            flash(_msg("conflict"), "smtp_senders.error")
+            sender = _sender_or_404(sender_id)  # the next save is checked against this one
+            form.version.data = str(sender.version)
+        except AuditFailed:
+            flash(_msg("save_failed"), "smtp_senders.error")
+        else:
+            flash(_msg("saved"), "smtp_senders.success")
+            return redirect(url_for(".edit", sender_id=sender_id))
+    return _edit_page(sender, form, TestEmailForm(formdata=None)), _status(form)
+
+
+def _edit_page(sender: Sender, form: SenderForm, test_form: TestEmailForm,
+               test_open: bool = False) -> str:
+    return render_template(
+        "smtp_senders/form.html", form=form, sender=sender, test_form=test_form,
+        test_open=test_open or request.args.get("test") == "1",
+        readable=get_service().password_readable(sender),
+    )
+
+
+def _status(form: Any) -> int:
+    return 422 if request.method == "POST" and form.errors else 200
+
+
+@bp.post("/<int:sender_id>/test")
+def test_email(sender_id: int) -> ResponseReturnValue:
+    sender = _sender_or_404(sender_id)
+    test_form = TestEmailForm()
+    if not test_form.validate_on_submit():
+        errors = test_form.recipient.errors
+        if _wants_json():
+            return jsonify(ok=False, message=" ".join(errors), field="recipient"), 422
+        form = SenderForm(formdata=None)
+        form.fill(sender.settings, sender.version)
+        return _edit_page(sender, form, test_form, test_open=True), 422
+    result = get_service().send_test_email(sender_id, test_form.recipient.data)
+    if _wants_json():
+        return jsonify(ok=result.ok, message=result.message)
+    flash(result.message, "smtp_senders.success" if result.ok else "smtp_senders.error")
+    return redirect(url_for(".edit", sender_id=sender_id))
+
+
+@bp.route("/<int:sender_id>/delete", methods=["GET", "POST"])
+def delete(sender_id: int) -> ResponseReturnValue:
+    sender = _sender_or_404(sender_id)
+    form = DeleteForm()
+    if form.validate_on_submit():
+        version = form.version.data or ""
+        try:
+            get_service().delete_sender(sender_id, int(version) if version.isdigit() else None)
+        except SenderNotFound:
+            abort(404)
+        except (ConcurrentUpdate, AuditFailed) as exc:
+            reason = "conflict" if isinstance(exc, ConcurrentUpdate) else "save_failed"
+            flash(_msg(reason), "smtp_senders.error")
+            return redirect(url_for(".edit", sender_id=sender_id))
+        flash(_msg("deleted"), "smtp_senders.success")
+        return redirect(url_for(".index"))
+    form.version.data = str(sender.version)
+    return render_template("smtp_senders/delete.html", form=form, sender=sender)

@@ -1,0 +1,109 @@
+"""One FlaskForm per screen, labelled with the contract's words.
+
+CSRF is forced on (``Meta.csrf``) even when a host turns it off globally. Field rules are
+not repeated here: :mod:`flask_smtp_senders.validation` checks the values and its messages
+are put beside the fields they concern. Password fields are never re-rendered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, PasswordField, SelectField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
+
+from .errors import InvalidSenderData
+from .validation import (
+    SETTING_NAMES,
+    SenderSettings,
+    validate_password,
+    validate_recipient,
+    validate_settings,
+)
+
+
+class _Form(FlaskForm):
+    class Meta:
+        csrf = True  # never off for these forms
+
+    def add_errors(self, errors: dict[str, str]) -> None:
+        for name, text in errors.items():
+            field = self._fields.get(name)
+            if field is not None:
+                field.errors = [*field.errors, text]
+
+
+class NewSenderForm(_Form):
+    """The + step: what kind of sender to add."""
+
+    sender_type = SelectField("Sender Type", choices=[SelectChoice("email", "Email")])
+    provider_type = SelectField("Provider Type",
+                                choices=[SelectChoice("custom", "Custom Server")])
+    submit = SubmitField("Next")
+
+
+class SenderForm(_Form):
+    """Email Sender Custom SMTP Server."""
+
+    username = StringField("Username")
+    password = PasswordField("Password")
+    server_name = StringField("Server Name")
+    port = StringField("Port", default="465")
+    from_name = StringField("From Name")
+    from_address = StringField("From Address")
+    reply_to_name = StringField("Reply-To Name")
+    reply_to_address = StringField("Reply-To Address")
+    version = HiddenField()
+    submit = SubmitField("Save")
+
+    required = frozenset({"username", "password", "server_name", "port", "from_address"})
+
+    settings: SenderSettings | None = None
+
+    def fill(self, settings: SenderSettings, version: int) -> None:
+        for name in SETTING_NAMES:
+            self[name].data = str(getattr(settings, name))
+        self.version.data = str(version)
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        ok = super().validate(extra_validators)
+        values = {name: self[name].data or "" for name in SETTING_NAMES}
+        try:
+            self.settings = validate_settings(**values)
+        except InvalidSenderData as exc:
+            self.add_errors(exc.errors)
+            ok = False
+        try:
+            validate_password(self.password.data)
+        except InvalidSenderData as exc:
+            self.add_errors(exc.errors)
+            ok = False
+        return ok
+
+    def expected_version(self) -> int | None:
+        value = self.version.data or ""
+        return int(value) if value.isascii() and value.isdigit() else None
+
+
+class TestEmailForm(_Form):
+    """Send Test Email: one recipient, nothing else is the user's to choose."""
+
+    __test__ = False  # not a pytest test class
+
+    recipient = StringField("Send to")
+    submit = SubmitField("Send")
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        ok = super().validate(extra_validators)
+        try:
+            self.recipient.data = validate_recipient(self.recipient.data or "")
+        except InvalidSenderData as exc:
+            self.add_errors(exc.errors)
+            ok = False
+        return ok
+
+
+class DeleteForm(_Form):
+    version = HiddenField()
+    submit = SubmitField("Delete")
