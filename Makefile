@@ -4,12 +4,12 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint clean
+.PHONY: install test lint demo bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --progress-bar on -e '.[test]'
+	$(PY) -m pip install --quiet --progress-bar on -e '.[test,demo]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,6 +19,14 @@ lint: install
 
 test: lint
 	$(PY) -m pytest
+
+# The example admin portal on http://127.0.0.1:5000 with a local mail catcher (Ctrl-C stops).
+demo: $(STAMP)
+	$(PY) -m example_app
+
+# Benchmarks print ratio tables against baselines measured in the same run.
+bench: $(STAMP)
+	$(PY) benchmarks/pages.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

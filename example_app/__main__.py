@@ -1,0 +1,84 @@
+"""``python -m example_app`` (``make demo``): the mail catcher plus the portal on loopback.
+
+Both listen on 127.0.0.1 only. Ctrl-C stops the web server, then the catcher.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+
+from flask_smtp_senders import Security, security_for_port
+
+from . import auth, create_app, default_instance_path
+from .catcher import start_catcher
+
+WEB_HOST = "127.0.0.1"
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """``kill`` stops the demo as cleanly as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.getLogger("example_app").setLevel(logging.INFO)
+    # aiosmtpd 1.4 warns about its own use of a deprecated attribute at every AUTH.
+    logging.getLogger("mail.log").addFilter(
+        lambda record: "login_data is deprecated" not in record.getMessage())
+    port = int(os.environ.get("PORT") or 5000)
+    instance = default_instance_path()
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    try:
+        catcher = start_catcher(instance)
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        app = create_app({"INSTANCE_PATH": str(instance), "CATCHER": catcher})
+        app.logger.setLevel(logging.INFO)
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
+        if os.environ.get("EXAMPLE_ADMIN_PASSWORD"):
+            login = f"Log in as {auth.ADMIN_USER} with the password in EXAMPLE_ADMIN_PASSWORD"
+        else:
+            login = (f"Log in as {auth.ADMIN_USER} / {auth.DEFAULT_PASSWORD} "
+                     "(set EXAMPLE_ADMIN_PASSWORD to change it)")
+        print(
+            f"\nPortal:       http://{WEB_HOST}:{port}\n"
+            f"{login}\n"
+            f"\nMail catcher: {catcher.host}:{catcher.port} (STARTTLS; its CA is "
+            f"{catcher.ca_file})\n"
+            "Add a sender under Settings > Senders with:\n"
+            f"  Server Name   {catcher.server_name}\n"
+            f"  Port          {catcher.port}\n"
+            f"  Username      {catcher.username}\n"
+            f"  Password      {catcher.password}\n"
+            "  From Address  portal@example.com\n"
+            f"then Send Test Email and open http://{WEB_HOST}:{port}/catcher\n"
+            "Ctrl-C stops both.\n",
+            flush=True,
+        )
+        if security_for_port(catcher.port) is not Security.STARTTLS:
+            print(f"warning: the portal uses SMTPS (implicit TLS) on port {catcher.port}, but "
+                  "the catcher speaks STARTTLS: use CATCHER_PORT 2525, 587 or 25.",
+                  file=sys.stderr, flush=True)
+        app.run(host=WEB_HOST, port=port, debug=False, use_reloader=False, threaded=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        # make passes Ctrl-C and kill on to us as well: a second signal must not cut the
+        # cleanup short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        catcher.stop()
+        print("Stopped the portal and the mail catcher.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

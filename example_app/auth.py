@@ -1,0 +1,142 @@
+"""The portal's one login (``admin``), the login gate and the extension's access hooks.
+
+A real portal has users and roles; this one keeps just enough to show how a host answers
+``smtp_senders_authorize`` and ``smtp_senders_actor`` from its own session.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    has_request_context,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_wtf import FlaskForm
+from werkzeug.wrappers import Response
+from wtforms import HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from flask_smtp_senders import hookimpl
+
+ADMIN_USER = "admin"
+DEFAULT_PASSWORD = "admin"  # noqa: S105 - the documented demo default
+#: Endpoints an anonymous visitor may reach; everything else sends them to the login page.
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "static"})
+
+bp = Blueprint("auth", __name__)
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired(), Length(max=100)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+    next = HiddenField()
+
+
+class LogoutForm(FlaskForm):
+    """No fields: it exists for its CSRF token, so another site cannot log users out."""
+
+
+def current_user() -> str | None:
+    return session.get("user") if has_request_context() else None
+
+
+def safe_next(target: str | None) -> str | None:
+    """``target`` if it is a path on this site, else None (no open redirect).
+
+    Browsers read ``//host`` and ``/\\host`` as another site, and drop tabs and newlines
+    in URLs, so only a plain path starting with exactly one slash passes.
+    """
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return None
+    if "\\" in target or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
+
+
+def _credentials_ok(username: str, password: str) -> bool:
+    expected = current_app.config["EXAMPLE_ADMIN_PASSWORD"]
+    # Both comparisons always run, so timing does not tell which one failed.
+    user_ok = hmac.compare_digest(username.encode(), ADMIN_USER.encode())
+    password_ok = hmac.compare_digest(password.encode(), expected.encode())
+    return user_ok and password_ok
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response | str:
+    form = LoginForm()
+    if request.method == "GET":
+        form.next.data = safe_next(request.args.get("next")) or ""
+    error = None
+    if form.validate_on_submit():
+        if _credentials_ok(form.username.data, form.password.data):
+            target = safe_next(form.next.data) or url_for("home")
+            session.clear()  # a fresh session: nothing from before the login survives
+            session["user"] = ADMIN_USER
+            return redirect(target)
+        error = "Wrong username or password."
+    elif request.method == "POST":
+        error = "Enter your username and password." if not form.csrf_token.errors else (
+            "Your login form expired. Please try again.")
+    return render_template("login.html", form=form, error=error)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    if not LogoutForm().validate_on_submit():
+        return redirect(url_for("home"))
+    session.clear()
+    return redirect(url_for("auth.login"))
+
+
+def require_login() -> Response | None:
+    """Send anonymous visitors to the login page, remembering where they were going."""
+    if current_user() is not None:
+        return None
+    endpoint = request.endpoint or ""
+    if endpoint in PUBLIC_ENDPOINTS or endpoint.endswith(".static"):
+        return None
+    target = request.full_path if request.query_string else request.path
+    if request.method != "GET" or safe_next(target) is None:
+        return redirect(url_for("auth.login"))
+    return redirect(url_for("auth.login", next=target))
+
+
+class PortalAccess:
+    """The host's answers to the extension: only the admin manages senders."""
+
+    @hookimpl
+    def smtp_senders_authorize(self, action: str, sender_id: int | None) -> bool:
+        return current_user() == ADMIN_USER
+
+    @hookimpl
+    def smtp_senders_actor(self) -> str | None:
+        return current_user()
+
+    @hookimpl
+    def smtp_senders_audit(self, event: Any) -> None:
+        current_app.logger.info("senders audit: %s sender=%s by %s: %s", event.action,
+                                event.sender_id, event.actor, event.outcome)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.before_request(require_login)
+
+    @app.context_processor
+    def portal_user() -> dict[str, Any]:
+        user = current_user()
+        form = LogoutForm(formdata=None) if user else None
+        return {"portal_user": user, "logout_form": form}
