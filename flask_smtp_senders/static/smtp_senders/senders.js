@@ -42,5 +42,20 @@ document.addEventListener("DOMContentLoaded", () => {
     status.textContent = data.message;
     status.className = data.ok ? "result ok" : "result fail";
     button.disabled = false;
+    showLatestTest(data.ok);
   });
+
+  // The page behind the modal shows the new test status without a reload.
+  const showLatestTest = (ok) => {
+    const summary = document.querySelector(".smtp-senders-status");
+    if (summary) {
+      summary.replaceChildren(Object.assign(document.createElement("span"), {
+        className: ok ? "status passed" : "status failed",
+        textContent: ok ? "Last test passed just now" : "Last test failed just now",
+      }));
+    }
+    document.querySelectorAll(".smtp-senders-warning").forEach((warning) => {
+      warning.hidden = ok;
+    });
+  };
 });

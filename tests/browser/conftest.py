@@ -1,0 +1,169 @@
+"""Fixtures for the Chromium tests: Debian's Chromium through Playwright, the example portal
+in a subprocess, and pages that record console errors, failed requests and any attempt to
+load something that is not on 127.0.0.x.
+
+Playwright never downloads a browser here: it drives ``/usr/bin/chromium``. Without it the
+tests skip, except under ``CI=true`` where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser import READY
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+#: Every URL the browser may load; anything else is aborted and reported.
+LOOPBACK_URL = re.compile(r"^https?://127\.0\.0\.\d{1,3}(:\d+)?/")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def screenshot_dir() -> Path:
+    """``SCREENSHOT_DIR`` (relative to the repository root), else test-output/screenshots."""
+    return ROOT / os.environ.get("SCREENSHOT_DIR", "test-output/screenshots")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"browser tests cannot run under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Debian Chromium for the session."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the Python package playwright is not installed (pip install -e '.[test]')")
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        _unavailable(f"{CHROMIUM} is missing: apt-get install chromium "
+                     "(Playwright's own browser download cannot work here)")
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class Portal:
+    """The example portal running in a subprocess, and what it needs to be used."""
+
+    url: str
+    catcher_host: str
+    admin_password: str
+    catcher_password: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _start_portal(folder: Path) -> Portal:
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "portal.log"
+    env = {**os.environ,
+           "PORTAL_INSTANCE": str(folder / "instance"),
+           "PORTAL_ADMIN_PASSWORD": secrets.token_urlsafe(12),
+           "PORTAL_CATCHER_PASSWORD": secrets.token_urlsafe(12),
+           "PYTHONUNBUFFERED": "1"}
+    env.pop("DATABASE_URL", None)  # the portal's own SQLite file, always
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+            [sys.executable, "-c", "from tests.browser import run_portal; run_portal()"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    portal = Portal("", "", env["PORTAL_ADMIN_PASSWORD"], env["PORTAL_CATCHER_PASSWORD"],
+                    process, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = re.search(rf"^{READY} (\S+) (\S+)$", portal.output(), re.MULTILINE)
+        if found:
+            portal.url, portal.catcher_host = found.groups()
+            return portal
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    _stop(process)
+    raise RuntimeError(f"the portal did not start (exit {process.returncode}):\n"
+                       f"{portal.output()}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def portal(browser: Any, tmp_path: Path) -> Iterator[Portal]:
+    """A fresh portal per test (empty database, empty catcher), stopped by its PID."""
+    portal = _start_portal(tmp_path / "portal")
+    yield portal
+    _stop(portal.process)
+
+
+@dataclass
+class Problems:
+    """What went wrong in the browser while a test ran; each test asserts it is empty."""
+
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+
+    def all(self) -> list[str]:
+        return [*self.console_errors, *self.page_errors, *self.failed_requests,
+                *self.blocked]
+
+
+@pytest.fixture
+def problems() -> Problems:
+    return Problems()
+
+
+@pytest.fixture
+def page(browser: Any, portal: Portal, problems: Problems) -> Iterator[Any]:
+    """A new context and page per test, limited to 127.0.0.x, recording every problem."""
+    context = browser.new_context(viewport={"width": 1200, "height": 800},
+                                  base_url=portal.url)
+
+    def refuse(route: Any) -> None:
+        problems.blocked.append(f"blocked a non-loopback request: {route.request.url}")
+        route.abort()
+
+    context.route(lambda url: not LOOPBACK_URL.match(url), refuse)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.on("console", lambda msg: msg.type == "error" and problems.console_errors.append(
+        f"console error on {page.url}: {msg.text}"))
+    page.on("pageerror", lambda exc: problems.page_errors.append(
+        f"page error on {page.url}: {exc}"))
+    page.on("requestfailed", lambda request: problems.failed_requests.append(
+        f"request failed: {request.method} {request.url}: {request.failure}"))
+    yield page
+    context.close()
