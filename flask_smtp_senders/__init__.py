@@ -17,6 +17,7 @@ from .errors import (
     SenderNotFound,
     SMTPSendersError,
     SMTPTimeout,
+    StorageError,
 )
 from .extension import SMTPSenders, get_service
 from .hooks import hookimpl
@@ -42,6 +43,7 @@ __all__ = [
     "SenderService",
     "SenderSettings",
     "SenderStore",
+    "StorageError",
     "TestEmailResult",
     "events",
     "get_service",

@@ -24,7 +24,7 @@ from flask_wtf.csrf import CSRFError, validate_csrf
 from wtforms import ValidationError
 
 from .config import message
-from .errors import AuditFailed, ConcurrentUpdate, SenderNotFound
+from .errors import AuditFailed, ConcurrentUpdate, SenderNotFound, StorageError
 from .extension import get_service
 from .forms import DeleteForm, NewSenderForm, SenderForm, TestEmailForm
 from .store import Sender
@@ -56,6 +56,14 @@ def authorize_and_check_csrf() -> None:
             validate_csrf(request.form.get("csrf_token"))
         except (ValidationError, CSRFError) as exc:
             abort(400, description=f"The form expired or was not sent by this site ({exc}).")
+
+
+@bp.errorhandler(StorageError)
+def storage_unavailable(error: StorageError) -> ResponseReturnValue:
+    text = _msg("storage_unavailable")
+    if _wants_json():
+        return jsonify(ok=False, message=text), 503
+    return render_template("smtp_senders/unavailable.html", message=text), 503
 
 
 def _msg(name: str, **values: str) -> str:
@@ -95,7 +103,7 @@ def create() -> ResponseReturnValue:
     if form.validate_on_submit() and form.settings is not None:
         try:
             sender = get_service().create_sender(form.settings, form.password.data)
-        except AuditFailed:
+        except (AuditFailed, StorageError):
             flash(_msg("save_failed"), "smtp_senders.error")
         else:
             flash(_msg("saved"), "smtp_senders.success")
@@ -119,7 +127,7 @@ def edit(sender_id: int) -> ResponseReturnValue:
             flash(_msg("conflict"), "smtp_senders.error")
             sender = _sender_or_404(sender_id)  # the next save is checked against this one
             form.version.data = str(sender.version)
-        except AuditFailed:
+        except (AuditFailed, StorageError):
             flash(_msg("save_failed"), "smtp_senders.error")
         else:
             flash(_msg("saved"), "smtp_senders.success")
@@ -168,7 +176,7 @@ def delete(sender_id: int) -> ResponseReturnValue:
             get_service().delete_sender(sender_id, int(version) if version.isdigit() else None)
         except SenderNotFound:
             abort(404)
-        except (ConcurrentUpdate, AuditFailed) as exc:
+        except (ConcurrentUpdate, AuditFailed, StorageError) as exc:
             reason = "conflict" if isinstance(exc, ConcurrentUpdate) else "save_failed"
             flash(_msg(reason), "smtp_senders.error")
             return redirect(url_for(".edit", sender_id=sender_id))

@@ -22,6 +22,20 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_SENDERS_EHLO_NAME": None,
     #: Create the sender table on ``init_app`` when it is missing.
     "SMTP_SENDERS_CREATE_TABLES": True,
+    #: Let senders connect to loopback addresses (127.0.0.0/8, ::1): on for local demos
+    #: and tests only, or the test button reaches services on the portal's own machine.
+    "SMTP_SENDERS_ALLOW_LOOPBACK": False,
+    #: Let senders connect to private addresses (10/8, 172.16/12, 192.168/16, fc00::/7,
+    #: 100.64/10): an organisation's own mail server often lives there.
+    "SMTP_SENDERS_ALLOW_PRIVATE": True,
+    #: Further networks (CIDR strings) senders may never connect to.
+    "SMTP_SENDERS_DENIED_NETWORKS": [],
+    #: How many test emails one administrator may send, and one sender may receive
+    #: requests for, in a window (``limits`` notation, e.g. "5 per minute").
+    "SMTP_SENDERS_TEST_EMAIL_RATE_LIMIT": "5 per minute",
+    #: Where the rate-limit counters live: "memory://" (one process) or a Redis URL such
+    #: as "redis://127.0.0.1:6379/0" (shared by every worker).
+    "SMTP_SENDERS_RATELIMIT_STORAGE_URI": "memory://",
     #: Where the Senders pages are mounted.
     "SMTP_SENDERS_URL_PREFIX": "/settings/senders",
     #: Register the Senders pages on ``init_app`` (turn off for an API-only host).
@@ -44,6 +58,18 @@ DEFAULTS: dict[str, Any] = {
     #: Shown when a save failed for a reason of ours (database, audit); nothing was saved.
     "SMTP_SENDERS_MSG_SAVE_FAILED": (
         "The sender could not be saved. Nothing was changed; try again."
+    ),
+    #: Shown when the Server Name leads to an address senders may not use.
+    "SMTP_SENDERS_MSG_DESTINATION_REFUSED": (
+        "This Server Name leads to an address that senders are not allowed to use."
+    ),
+    #: Shown (with HTTP 429) when Send Test Email is used too often.
+    "SMTP_SENDERS_MSG_RATE_LIMITED": (
+        "Too many test emails. Try again in {retry_after} seconds."
+    ),
+    #: Shown (with HTTP 503) when the sender database cannot be reached.
+    "SMTP_SENDERS_MSG_STORAGE_UNAVAILABLE": (
+        "The sender settings cannot be reached right now. Nothing was changed; try again."
     ),
     #: Subject and body of the fixed test message (never user-controlled).
     "SMTP_SENDERS_MSG_TEST_SUBJECT": "Test message from your SMTP sender",

@@ -31,6 +31,10 @@ class ConcurrentUpdate(SMTPSendersError):
     """Someone saved or deleted the sender since this copy was read."""
 
 
+class StorageError(SMTPSendersError):
+    """The database failed (gone, locked, killed mid-save); the change was rolled back."""
+
+
 class PasswordUnreadable(SMTPSendersError):
     """No configured key decrypts the stored password: it must be re-entered."""
 

@@ -17,7 +17,7 @@ import pluggy
 from . import transport
 from .config import message
 from .crypto import PasswordCipher
-from .errors import AuditFailed, DeliveryError, PasswordUnreadable
+from .errors import AuditFailed, DeliveryError, PasswordUnreadable, StorageError
 from .events import (
     AuditEvent,
     KeysRotated,
@@ -166,7 +166,10 @@ class SenderService:
         else:
             result = TestEmailResult(True, message(self.config, "test_success",
                                                    recipient=recipient))
-        self.store.record_test(sender.id, result.ok, datetime.now(timezone.utc))
+        try:
+            self.store.record_test(sender.id, result.ok, datetime.now(timezone.utc))
+        except StorageError:  # the send happened; its result still goes to the user
+            log.warning("could not record the test result of sender %s", sender.id)
         if result.ok:
             self._audit_send(TestEmailSent(actor=actor, sender_id=sender.id,
                                            recipient=recipient))

@@ -8,20 +8,24 @@ the audit trail) runs inside it, so a failing audit rolls the change back.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from .crypto import EncryptedPassword, PasswordUnreadable
-from .errors import ConcurrentUpdate, SenderNotFound
+from .errors import ConcurrentUpdate, SenderNotFound, StorageError
 from .models import Base, SenderRow
 from .transport import Security, security_for_port
 from .validation import SETTING_NAMES, SenderSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,17 +113,29 @@ class SQLAlchemyStore:
         Base.metadata.create_all(self._db.engine)
 
     @contextlib.contextmanager
+    def _session(self) -> Iterator[Session]:
+        """A session of our own; database failures become StorageError (rolled back)."""
+        try:
+            with Session(self._db.engine, expire_on_commit=False) as session:
+                yield session
+        except StaleDataError:
+            raise
+        except SQLAlchemyError as exc:
+            log.warning("sender store failed: %s", type(exc).__name__)
+            raise StorageError("the sender database failed; nothing was changed") from None
+
+    @contextlib.contextmanager
     def _transaction(self) -> Iterator[Session]:
-        with Session(self._db.engine, expire_on_commit=False) as session, session.begin():
+        with self._session() as session, session.begin():
             yield session
 
     def list(self) -> list[Sender]:
-        with Session(self._db.engine) as session:
+        with self._session() as session:
             rows = session.scalars(select(SenderRow).order_by(SenderRow.id))
             return [_to_sender(row) for row in rows]
 
     def get(self, sender_id: int) -> Sender:
-        with Session(self._db.engine) as session:
+        with self._session() as session:
             row = session.get(SenderRow, sender_id)
             if row is None:
                 raise SenderNotFound(f"no sender with id {sender_id}")

@@ -302,3 +302,17 @@ def test_host_layout_wraps_the_pages(make_app, admin, tmp_path):
     page = app.test_client().get(f"{PREFIX}/")
     assert b"HOST MENU" in page.data and b"<h1>Senders</h1>" in page.data
     assert b"senders.css" in page.data
+
+
+def test_host_overrides_one_page_by_shipping_the_same_template_name(make_app, admin, tmp_path):
+    folder = tmp_path / "templates" / "smtp_senders"
+    folder.mkdir(parents=True)
+    (folder / "index.html").write_text(
+        '{% extends "smtp_senders/base.html" %}'
+        "{% block senders_content %}<h1>Our own list</h1>{{ senders|length }}{% endblock %}")
+    app = make_app(plugins=[admin])
+    app.template_folder = str(tmp_path / "templates")
+    client = app.test_client()
+    listing = client.get(f"{PREFIX}/")
+    assert b"<h1>Our own list</h1>0" in listing.data
+    assert b"Email Sender Custom SMTP Server" in client.get(f"{PREFIX}/new/email/custom").data
