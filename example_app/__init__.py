@@ -76,6 +76,8 @@ def _settings(instance: Path, overrides: dict[str, Any]) -> dict[str, Any]:
             os.environ.get("SMTP_SENDERS_CA_FILE") or (str(ca_file) if ca_file.is_file()
                                                        else None)),
         "SMTP_SENDERS_BASE_TEMPLATE": lambda: "layout.html",
+        # The demo's mail catcher listens on 127.0.0.1: a real portal leaves this off.
+        "SMTP_SENDERS_ALLOW_LOOPBACK": lambda: True,
         "EXAMPLE_ADMIN_PASSWORD": lambda: (
             os.environ.get("EXAMPLE_ADMIN_PASSWORD") or auth.DEFAULT_PASSWORD),
         "PORTAL_NAME": lambda: PORTAL_NAME,

@@ -72,6 +72,9 @@ class SMTPSenders:
             )
         service = SenderService(config, store, cipher, manager, options)
         app.extensions[EXTENSION_KEY] = service
+        from .cli import cli
+
+        app.cli.add_command(cli)
         if config["SMTP_SENDERS_REGISTER_BLUEPRINT"]:
             from .blueprint import bp  # the pages need the extension, not the reverse
 

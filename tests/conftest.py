@@ -91,6 +91,7 @@ def make_app(database: Database, tls_material, fernet_key):
             SMTP_SENDERS_OPERATION_TIMEOUT=2.0,
             SMTP_SENDERS_TIMEOUT=5.0,
             SMTP_SENDERS_EHLO_NAME="client.test",
+            SMTP_SENDERS_ALLOW_LOOPBACK=True,  # every test server is on loopback
         )
         app.config.update(config)
         db = SQLAlchemy(app)
