@@ -27,6 +27,7 @@ demo: $(STAMP)
 # Benchmarks print ratio tables against baselines measured in the same run.
 bench: $(STAMP)
 	$(PY) benchmarks/pages.py
+	$(PY) benchmarks/rotation.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

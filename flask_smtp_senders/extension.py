@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, current_app
@@ -18,6 +18,7 @@ from flask import Flask, current_app
 from . import transport
 from .config import apply_defaults, message
 from .crypto import PasswordCipher, parse_keys
+from .destinations import DestinationPolicy, never_allowed
 from .errors import ConfigurationError
 from .hooks import make_plugin_manager
 from .service import SenderService
@@ -27,6 +28,7 @@ EXTENSION_KEY = "smtp_senders"
 
 _STAGE_MESSAGES = {
     "resolve": "resolve_failed",
+    "destination": "destination_refused",
     "connect": "connect_failed",
     "tls": "tls_failed",
     "auth": "auth_failed",
@@ -123,4 +125,27 @@ def _transport_options(config: dict[str, Any], hooks: Any) -> transport.Transpor
         ehlo_name=ehlo_name,
         messages={stage: message(config, key) for stage, key in _STAGE_MESSAGES.items()},
         resolver=lambda name, port: hooks.smtp_senders_resolve(server_name=name, port=port),
+        destination_allowed=_destination_rule(config, hooks),
     )
+
+
+def _destination_rule(config: dict[str, Any], hooks: Any) -> Callable[[str, int, str], bool]:
+    """The settings' policy, which the host's hook may override except for addresses that
+    are never an SMTP server."""
+    try:
+        policy = DestinationPolicy.from_settings(config["SMTP_SENDERS_ALLOW_LOOPBACK"],
+                                                 config["SMTP_SENDERS_ALLOW_PRIVATE"],
+                                                 config["SMTP_SENDERS_DENIED_NETWORKS"])
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            "SMTP_SENDERS_DENIED_NETWORKS must be a list of networks in CIDR notation."
+        ) from None
+
+    def allowed(server_name: str, port: int, address: str) -> bool:
+        if never_allowed(address):
+            return False
+        answer = hooks.smtp_senders_destination_allowed(
+            server_name=server_name, port=port, address=address)
+        return policy.allows(address) if answer is None else answer is True
+
+    return allowed

@@ -10,6 +10,7 @@ When a hook raises:
 - ``smtp_senders_authorize``: the request is denied (fail closed) and the error is logged.
 - ``smtp_senders_actor``: the operation fails before anything changes or is sent.
 - ``smtp_senders_resolve``: the send fails at the resolve stage (logged).
+- ``smtp_senders_destination_allowed``: the address is refused (fail closed, logged).
 - ``smtp_senders_prepare_message``: the send fails before any connection is made.
 - ``smtp_senders_audit``: a change of senders or keys is rolled back and
   :class:`~flask_smtp_senders.errors.AuditFailed` is raised (fail closed); for a send,
@@ -63,6 +64,18 @@ class HookSpecs:
 
         Stops at the first non-None result; the built-in asks the system resolver. The
         certificate is still verified against ``server_name``, whatever address is used.
+        """
+
+    @hookspec(firstresult=True)
+    def smtp_senders_destination_allowed(self, server_name: str, port: int,
+                                         address: str) -> bool | None:
+        """May a sender connect to ``address`` (which ``server_name`` resolved to)?
+
+        Asked for every address before any connection. Return True or False to decide,
+        None to leave it to the settings (``SMTP_SENDERS_ALLOW_LOOPBACK``,
+        ``SMTP_SENDERS_ALLOW_PRIVATE``, ``SMTP_SENDERS_DENIED_NETWORKS``). Stops at the
+        first non-None result. Unspecified, link-local, multicast, broadcast and reserved
+        addresses are refused whatever the hook says.
         """
 
     @hookspec(firstresult=True)

@@ -7,7 +7,9 @@ Test sends are audited after the fact: a message cannot be unsent.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -17,7 +19,13 @@ import pluggy
 from . import transport
 from .config import message
 from .crypto import PasswordCipher
-from .errors import AuditFailed, DeliveryError, PasswordUnreadable, StorageError
+from .errors import (
+    AuditFailed,
+    DeliveryError,
+    InvalidSenderData,
+    PasswordUnreadable,
+    StorageError,
+)
 from .events import (
     AuditEvent,
     KeysRotated,
@@ -106,8 +114,21 @@ class SenderService:
 
     # -- changes --------------------------------------------------------------------
 
-    def create_sender(self, settings: SenderSettings, password: str) -> Sender:
+    def _validated(self, settings: SenderSettings) -> SenderSettings:
+        """Field rules, plus the destination policy for a Server Name that is an address
+        (a name is checked each time it is resolved, at send time)."""
         settings = validate_settings(**asdict(settings))
+        try:
+            ipaddress.ip_address(settings.server_name)
+        except ValueError:
+            return settings
+        allowed = self.transport_options.destination_allowed
+        if not allowed(settings.server_name, settings.port, settings.server_name):
+            raise InvalidSenderData({"server_name": message(self.config, "destination_refused")})
+        return settings
+
+    def create_sender(self, settings: SenderSettings, password: str) -> Sender:
+        settings = self._validated(settings)
         encrypted = self.cipher.encrypt(validate_password(password))
         actor = self._actor()
         return self.store.add(settings, encrypted, before_commit=lambda sender: (
@@ -116,7 +137,7 @@ class SenderService:
     def update_sender(self, sender_id: int, expected_version: int, settings: SenderSettings,
                       password: str) -> Sender:
         """Save new settings; the password must be given again with every edit."""
-        settings = validate_settings(**asdict(settings))
+        settings = self._validated(settings)
         password = validate_password(password)
         current = self.store.get(sender_id)
         changed = [name for name, value in asdict(settings).items()
@@ -138,12 +159,18 @@ class SenderService:
         self.store.delete(sender_id, expected_version, before_commit=lambda sender: (
             self._audit_change(SenderDeleted(actor=actor, sender_id=sender.id))))
 
-    def rotate_keys(self) -> tuple[int, int]:
-        """Re-encrypt every password under the first key; returns (rotated, unreadable)."""
+    def rotate_keys(self, progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+        """Re-encrypt every password under the first key; returns (rotated, unreadable).
+
+        ``progress`` hears the number of senders processed so far (for a progress bar).
+        """
         actor = self._actor()
-        return self.store.reencrypt(self.cipher.rotate, before_commit=lambda done, bad: (
+
+        def audit(done: int, bad: int) -> None:
             self._audit_change(KeysRotated(actor=actor, sender_id=None, rotated=done,
-                                           unreadable=bad))))
+                                           unreadable=bad))
+
+        return self.store.reencrypt(self.cipher.rotate, before_commit=audit, progress=progress)
 
     # -- Send Test Email ------------------------------------------------------------
 

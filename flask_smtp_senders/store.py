@@ -74,9 +74,15 @@ class SenderStore(Protocol):
         """Remember the last test result without bumping the version."""
 
     def reencrypt(self, transform: Reencrypt,
-                  before_commit: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+                  before_commit: Callable[[int, int], None] | None = None, *,
+                  progress: Callable[[int], None] | None = None) -> tuple[int, int]:
         """Apply ``transform`` to every token in one transaction; return (rotated,
-        unreadable). ``transform`` raises PasswordUnreadable for tokens it cannot read."""
+        unreadable). ``transform`` raises PasswordUnreadable for tokens it cannot read.
+
+        ``progress``, when given, is called now and then with the number of tokens
+        processed so far (increasing, the last call being the total), so a command line
+        can show a progress bar on a large table. Stores written before it existed may
+        omit the keyword: ``SenderService.rotate_keys`` then reports the total once."""
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -203,19 +209,30 @@ class SQLAlchemyStore:
             )
 
     def reencrypt(self, transform: Reencrypt,
-                  before_commit: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+                  before_commit: Callable[[int, int], None] | None = None, *,
+                  progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+        """One SELECT, the transform in memory, one executemany, one transaction.
+
+        The rows are written once at the end, not batch by batch, so on SQLite the write
+        lock is held for the UPDATE alone and admins saving meanwhile are not locked out
+        while the tokens are re-encrypted. ``progress`` hears every 100 tokens, and the
+        total only once the UPDATE has run.
+        """
+        batch = 100
         table = SenderRow.__table__
         with self._transaction() as session:
             rows = session.execute(select(table.c.id, table.c.password_token)).all()
             changes, unreadable = [], 0
-            for sender_id, token in rows:
+            for done, (sender_id, token) in enumerate(rows, start=1):
                 try:
                     new = transform(EncryptedPassword(token.encode("ascii")))
                 except PasswordUnreadable:
                     unreadable += 1
-                    continue
-                changes.append({"row_id": sender_id, "old_token": token,
-                                "token": new.token.decode("ascii")})
+                else:
+                    changes.append({"row_id": sender_id, "old_token": token,
+                                    "token": new.token.decode("ascii")})
+                if progress is not None and done % batch == 0 and done < len(rows):
+                    progress(done)
             if changes:
                 # Compare-and-set: a password saved meanwhile is already under the first
                 # key and must not be overwritten by the re-encrypted old one.
@@ -225,6 +242,8 @@ class SQLAlchemyStore:
                     .values(password_token=bindparam("token")),
                     changes,
                 )
+            if progress is not None:
+                progress(len(rows))
             if before_commit:
                 before_commit(len(changes), unreadable)
         return len(changes), unreadable

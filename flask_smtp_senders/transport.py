@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .crypto import Secret
+from .destinations import DestinationPolicy
 from .errors import DeliveryError, SMTPTimeout
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 STARTTLS_PORTS = frozenset({25, 587, 2525})
 
 #: Stages of an exchange, in order; a DeliveryError names the one where it stopped.
-STAGES = ("resolve", "connect", "tls", "auth", "sender", "recipient", "data", "timeout")
+STAGES = ("resolve", "destination", "connect", "tls", "auth", "sender", "recipient", "data",
+          "timeout")
 
 
 class Security(enum.Enum):
@@ -81,6 +83,10 @@ class TransportOptions:
     messages: Mapping[str, str]
     #: (server name, port) -> addresses to try; raises OSError when there are none.
     resolver: Callable[[str, int], Sequence[str]] = resolve
+    #: (server name, port, address) -> may we connect there? Asked for every address
+    #: before any connection; the default refuses loopback and never-SMTP addresses.
+    destination_allowed: Callable[[str, int, str], bool] = (
+        lambda _name, _port, address: DestinationPolicy().allows(address))
 
     def fail(self, stage: str) -> DeliveryError:
         error_type = SMTPTimeout if stage == "timeout" else DeliveryError
@@ -280,6 +286,12 @@ def connect(server: ServerAddress, secret: Secret, options: TransportOptions,
             raise OSError("the resolver returned no address")
     except Exception as exc:  # the system resolver or a host hook
         raise _classify(smtp, "resolve", exc, server, secret) from None
+    refused = [address for address in addresses
+               if not _destination_allowed(options, server, address)]
+    if refused:  # one bad address makes the whole name suspect
+        log.warning("refusing to connect to %s:%s: it resolves to %s", server.server_name,
+                    server.port, ", ".join(refused))
+        raise options.fail("destination")
     try:
         _open(smtp, addresses, server.port)
         smtp.stage = "connect"
@@ -300,6 +312,16 @@ def connect(server: ServerAddress, secret: Secret, options: TransportOptions,
         smtp.close()
         raise failure from None
     return Connection(smtp, server, secret)
+
+
+def _destination_allowed(options: TransportOptions, server: ServerAddress,
+                         address: str) -> bool:
+    """Ask the policy; an error while asking means no."""
+    try:
+        return options.destination_allowed(server.server_name, server.port, address) is True
+    except Exception:
+        log.exception("the destination check failed for %s", address)
+        return False
 
 
 def _open(smtp: _SMTP, addresses: list[str], port: int) -> None:

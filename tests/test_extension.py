@@ -352,7 +352,7 @@ class MemoryStore:
         self.calls.append("record_test")
         self.rows[sender_id] = replace(self.get(sender_id), last_test_at=when, last_test_ok=ok)
 
-    def reencrypt(self, transform, before_commit=None) -> tuple[int, int]:
+    def reencrypt(self, transform, before_commit=None, progress=None) -> tuple[int, int]:
         self.calls.append("reencrypt")
         new_rows, unreadable = dict(self.rows), 0
         for sender_id, sender in self.rows.items():
