@@ -21,6 +21,7 @@ from .errors import (
 )
 from .extension import SMTPSenders, get_service
 from .hooks import hookimpl
+from .sending import SendResult
 from .service import SenderService, TestEmailResult
 from .store import Sender, SenderStore, SQLAlchemyStore
 from .transport import Security, security_for_port
@@ -40,6 +41,7 @@ __all__ = [
     "Security",
     "Sender",
     "SenderNotFound",
+    "SendResult",
     "SenderService",
     "SenderSettings",
     "SenderStore",

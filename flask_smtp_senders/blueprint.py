@@ -27,6 +27,7 @@ from .config import message
 from .errors import AuditFailed, ConcurrentUpdate, SenderNotFound, StorageError
 from .extension import get_service
 from .forms import DeleteForm, NewSenderForm, SenderForm, TestEmailForm
+from .ratelimit import RateLimitUnavailable, check_test_email
 from .store import Sender
 
 bp = Blueprint("smtp_senders", __name__, template_folder="templates",
@@ -159,6 +160,23 @@ def test_email(sender_id: int) -> ResponseReturnValue:
         form = SenderForm(formdata=None)
         form.fill(sender.settings, sender.version)
         return _edit_page(sender, form, test_form, test_open=True), 422
+    # Case C7: a rate limit per administrator and per sender, counted only for valid,
+    # authorised requests; without its counters (Redis down) nothing is sent (fail closed).
+    def refused(text: str, status: int, headers: dict[str, str]) -> ResponseReturnValue:
+        if _wants_json():
+            return jsonify(ok=False, message=text), status, headers
+        flash(text, "smtp_senders.error")
+        form = SenderForm(formdata=None)
+        form.fill(sender.settings, sender.version)
+        return _edit_page(sender, form, test_form, test_open=True), status, headers
+
+    try:
+        retry_after = check_test_email(sender_id)
+    except RateLimitUnavailable:
+        return refused(_msg("rate_limit_unavailable"), 503, {})
+    if retry_after is not None:
+        return refused(_msg("rate_limited", retry_after=str(retry_after)), 429,
+                       {"Retry-After": str(retry_after)})
     result = get_service().send_test_email(sender_id, test_form.recipient.data)
     if _wants_json():
         return jsonify(ok=result.ok, message=result.message)

@@ -36,6 +36,14 @@ DEFAULTS: dict[str, Any] = {
     #: Where the rate-limit counters live: "memory://" (one process) or a Redis URL such
     #: as "redis://127.0.0.1:6379/0" (shared by every worker).
     "SMTP_SENDERS_RATELIMIT_STORAGE_URI": "memory://",
+    #: Parallel connections ``send_many`` may open to one sender's server.
+    "SMTP_SENDERS_MAX_CONNECTIONS": 4,
+    #: Seconds an unused pooled connection is kept open (servers drop idle ones).
+    "SMTP_SENDERS_POOL_IDLE_TIMEOUT": 30.0,
+    #: How many times a message refused with a temporary (4xx) reply is tried again.
+    "SMTP_SENDERS_SEND_RETRIES": 2,
+    #: Seconds before the first retry; each further retry waits twice as long.
+    "SMTP_SENDERS_RETRY_BACKOFF": 0.5,
     #: Where the Senders pages are mounted.
     "SMTP_SENDERS_URL_PREFIX": "/settings/senders",
     #: Register the Senders pages on ``init_app`` (turn off for an API-only host).
@@ -66,6 +74,11 @@ DEFAULTS: dict[str, Any] = {
     #: Shown (with HTTP 429) when Send Test Email is used too often.
     "SMTP_SENDERS_MSG_RATE_LIMITED": (
         "Too many test emails. Try again in {retry_after} seconds."
+    ),
+    #: Shown (with HTTP 503) when the rate-limit storage (Redis) cannot be reached.
+    "SMTP_SENDERS_MSG_RATE_LIMIT_UNAVAILABLE": (
+        "Test emails cannot be sent right now because their rate limit cannot be checked. "
+        "Nothing was sent; try again in a few minutes."
     ),
     #: Shown (with HTTP 503) when the sender database cannot be reached.
     "SMTP_SENDERS_MSG_STORAGE_UNAVAILABLE": (

@@ -50,10 +50,21 @@ class DeliveryError(SMTPSendersError):
     fixed, safe text from the message catalogue. Details are logged, never put here.
     """
 
-    def __init__(self, stage: str, user_message: str) -> None:
+    def __init__(self, stage: str, user_message: str, *, code: int | None = None,
+                 delivery_unknown: bool = False) -> None:
         self.stage = stage
         self.user_message = user_message
+        #: The server's reply code when it answered with a refusal (4xx or 5xx).
+        self.code = code
+        #: True when the connection failed after the message body was sent and before the
+        #: server's answer: it may have been delivered, so it must not be sent again.
+        self.delivery_unknown = delivery_unknown
         super().__init__(f"{stage}: {user_message}")
+
+    @property
+    def temporary(self) -> bool:
+        """A 4xx refusal: the server asks to try again later."""
+        return self.code is not None and 400 <= self.code < 500
 
 
 class SMTPTimeout(DeliveryError, TimeoutError):

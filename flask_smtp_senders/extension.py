@@ -11,7 +11,8 @@ import math
 import socket
 import ssl
 from collections.abc import Callable, Iterable
-from typing import Any
+from email.message import EmailMessage
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
@@ -21,8 +22,12 @@ from .crypto import PasswordCipher, parse_keys
 from .destinations import DestinationPolicy, never_allowed
 from .errors import ConfigurationError
 from .hooks import make_plugin_manager
+from .ratelimit import validate_config as validate_rate_limit
 from .service import SenderService
 from .store import SenderStore
+
+if TYPE_CHECKING:
+    from .sending import SendResult
 
 EXTENSION_KEY = "smtp_senders"
 
@@ -58,6 +63,7 @@ class SMTPSenders:
     def init_app(self, app: Flask) -> None:
         config = app.config
         apply_defaults(config)
+        validate_rate_limit(config)
         if not config.get("SECRET_KEY"):
             raise ConfigurationError(
                 "SECRET_KEY is not set: flask-smtp-senders needs it to protect its forms "
@@ -89,6 +95,16 @@ class SMTPSenders:
     def service(self) -> SenderService:
         """The sender operations of the current app."""
         return get_service()
+
+    def send(self, message: EmailMessage, sender: int | None = None) -> SendResult:
+        """Send one of the host's messages through ``sender`` (an id; None: the first
+        sender). Raises DeliveryError or SenderNotFound when nothing was sent."""
+        return get_service().mailer.send(message, sender)
+
+    def send_many(self, messages: Iterable[EmailMessage],
+                  sender: int | None = None) -> list[SendResult]:
+        """Send a batch over pooled, parallel connections; one SendResult per message."""
+        return get_service().mailer.send_many(messages, sender)
 
 
 def get_service(app: Flask | None = None) -> SenderService:

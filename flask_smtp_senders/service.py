@@ -7,12 +7,13 @@ Test sends are audited after the fact: a message cannot be unsent.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -45,6 +46,9 @@ from .validation import (
     validate_settings,
 )
 
+if TYPE_CHECKING:
+    from .sending import Mailer
+
 log = logging.getLogger(__name__)
 
 
@@ -72,6 +76,13 @@ class SenderService:
         self.plugin_manager = plugin_manager
         self.hooks = plugin_manager.hook
         self.transport_options = options
+
+    @functools.cached_property
+    def mailer(self) -> Mailer:
+        """The host-facing sending API (``send`` / ``send_many``) with its pool."""
+        from .sending import Mailer
+
+        return Mailer(self)
 
     # -- authorisation and audit ------------------------------------------------------
 
@@ -148,16 +159,19 @@ class SenderService:
         except PasswordUnreadable:
             changed.append("password")
         actor = self._actor()
-        return self.store.update(
+        updated = self.store.update(
             sender_id, expected_version, settings, self.cipher.encrypt(password),
             before_commit=lambda sender: self._audit_change(SenderUpdated(
                 actor=actor, sender_id=sender.id, changed_fields=tuple(changed))),
         )
+        self.mailer.forget(sender_id)
+        return updated
 
     def delete_sender(self, sender_id: int, expected_version: int | None = None) -> None:
         actor = self._actor()
         self.store.delete(sender_id, expected_version, before_commit=lambda sender: (
             self._audit_change(SenderDeleted(actor=actor, sender_id=sender.id))))
+        self.mailer.forget(sender_id, deleted=True)
 
     def rotate_keys(self, progress: Callable[[int], None] | None = None) -> tuple[int, int]:
         """Re-encrypt every password under the first key; returns (rotated, unreadable).

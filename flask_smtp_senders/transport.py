@@ -16,6 +16,7 @@ import base64
 import enum
 import hmac
 import logging
+import re
 import smtplib
 import socket
 import ssl
@@ -225,6 +226,18 @@ class _SMTP(smtplib.SMTP):
         return isinstance(self.sock, ssl.SSLSocket)
 
 
+class _Refusal(smtplib.SMTPResponseException):
+    """The server answered a command with something other than success."""
+
+
+def _dot_stuff(data: bytes) -> bytes:
+    """DATA's transparency rule (RFC 5321 4.5.2) and its terminator."""
+    body = re.sub(rb"(?m)^\.", b"..", data)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return body + b".\r\n"
+
+
 class Connection:
     """An open, encrypted and authenticated SMTP session with one server."""
 
@@ -234,20 +247,66 @@ class Connection:
         self._secret = secret
 
     def send(self, from_addr: str, to_addrs: Sequence[str], data: bytes,
-             deadline: Deadline | None = None) -> dict[str, tuple[int, bytes]]:
-        """Send one serialised message; returns the recipients refused while others were
-        accepted (smtplib reports those instead of raising)."""
-        options = self._smtp.options
-        self._smtp.deadline = deadline or Deadline(options.deadline, options.operation_timeout)
-        self._smtp.stage = "sender"
+             deadline: Deadline | None = None) -> dict[str, tuple[int, str]]:
+        """Send one message serialised with CRLF line endings.
+
+        Returns the recipients the server refused while it accepted others (with the
+        reply code and text). Raises DeliveryError when nothing was accepted; after a
+        refusal the session is reset and stays usable, after a 421 or a broken
+        connection it is closed (``usable`` turns False).
+        """
+        smtp = self._smtp
+        options = smtp.options
+        smtp.deadline = deadline or Deadline(options.deadline, options.operation_timeout)
+        stage, body_sent = "sender", False
         try:
-            return self._smtp.sendmail(from_addr, list(to_addrs), data)
-        except smtplib.SMTPSenderRefused as exc:
-            raise self._failure("sender", exc) from None
-        except smtplib.SMTPRecipientsRefused as exc:
-            raise self._failure("recipient", exc) from None
+            code, reply = smtp.mail(from_addr)
+            if code != 250:
+                raise _Refusal(code, reply)
+            stage = "recipient"
+            refused: dict[str, tuple[int, str]] = {}
+            for address in to_addrs:
+                code, reply = smtp.rcpt(address)
+                if code not in (250, 251):
+                    refused[address] = (code, reply.decode("utf-8", "replace"))
+            if len(refused) == len(to_addrs):
+                raise _Refusal(min(code for code, _ in refused.values()), b"all refused")
+            stage = "data"
+            code, reply = smtp.docmd("DATA")
+            if code != 354:
+                raise _Refusal(code, reply)
+            body_sent = True
+            smtp.send(_dot_stuff(data))
+            code, reply = smtp.getreply()
+            if code != 250:
+                raise _Refusal(code, reply)
+            return refused
+        except _Refusal as refusal:
+            failure = _classify(smtp, stage, refusal, self.server, self._secret)
+            failure.code = refusal.smtp_code
+            if refusal.smtp_code == 421:
+                smtp.close()
+            else:
+                self._reset()
+            raise failure from None
         except (smtplib.SMTPException, OSError) as exc:
-            raise self._failure("data", exc) from None
+            failure = _classify(smtp, stage, exc, self.server, self._secret)
+            failure.delivery_unknown = body_sent
+            smtp.close()
+            raise failure from None
+
+    @property
+    def usable(self) -> bool:
+        """Still connected and in step with the server (a pool may reuse it)."""
+        return self._smtp.sock is not None
+
+    def _reset(self) -> None:
+        try:
+            code, _reply = self._smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            code = 0
+        if code != 250:
+            self._smtp.close()
 
     def close(self) -> None:
         """Say QUIT politely if we can; the socket is closed either way."""
@@ -267,10 +326,6 @@ class Connection:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def _failure(self, stage: str, exc: BaseException) -> DeliveryError:
-        self._smtp.close()
-        return _classify(self._smtp, stage, exc, self.server, self._secret)
 
 
 def connect(server: ServerAddress, secret: Secret, options: TransportOptions,

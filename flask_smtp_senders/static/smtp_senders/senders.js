@@ -26,6 +26,7 @@ document.addEventListener("DOMContentLoaded", () => {
     status.className = "result";
     status.textContent = "Sending…";
     let data;
+    let answered = false;  // a test ran (not refused by the rate limit or an error)
     try {
       const response = await fetch(form.action, {
         method: "POST",
@@ -33,6 +34,7 @@ document.addEventListener("DOMContentLoaded", () => {
         headers: { Accept: "application/json" },
         credentials: "same-origin",
       });
+      answered = response.status === 200;
       data = await response.json().catch(() => ({
         ok: false, message: `The test could not be sent (HTTP ${response.status}).`,
       }));
@@ -42,7 +44,7 @@ document.addEventListener("DOMContentLoaded", () => {
     status.textContent = data.message;
     status.className = data.ok ? "result ok" : "result fail";
     button.disabled = false;
-    showLatestTest(data.ok);
+    if (answered) showLatestTest(data.ok);
   });
 
   // The page behind the modal shows the new test status without a reload.

@@ -1,0 +1,297 @@
+"""The host app's own notifications through a saved sender: pooled, reconnecting, parallel.
+
+Connections are pooled per sender and keyed by its version, so an edit or a delete closes
+the old ones and the next message uses the new settings; no single message ever mixes
+old and new. A connection the server closed while idle, or a 421, gets one transparent
+reconnect; 4xx refusals are retried a bounded number of times with backoff; 5xx are final;
+a message whose fate is unknown (the connection broke after its body was sent) is never
+sent again, so no retry delivers twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import TYPE_CHECKING
+
+from flask import current_app
+
+from . import transport
+from .crypto import Secret
+from .errors import DeliveryError, InvalidSenderData, SenderNotFound
+from .events import MessageFailed, MessageSent
+from .messages import apply_sender_headers, serialise
+from .store import Sender
+from .validation import ascii_address
+
+if TYPE_CHECKING:
+    from .service import SenderService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What happened to one message."""
+
+    message_id: str | None
+    #: Recipients the server accepted.
+    accepted: tuple[str, ...] = ()
+    #: Recipients the server refused while accepting others: address -> (code, reply).
+    refused: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    #: Why nothing was sent (None on success).
+    error: DeliveryError | SenderNotFound | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class _Route:
+    """One version of a sender, with its password decrypted once."""
+
+    sender: Sender
+    secret: Secret = field(repr=False)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.sender.id, self.sender.version
+
+    @property
+    def server(self) -> transport.ServerAddress:
+        settings = self.sender.settings
+        return transport.ServerAddress(settings.server_name, settings.port, settings.username)
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    message_id: str | None
+    from_addr: str
+    recipients: tuple[str, ...]
+    data: bytes = field(repr=False)
+
+
+class ConnectionPool:
+    """Open connections per sender version, reused across calls and threads."""
+
+    def __init__(self, options: transport.TransportOptions, idle_timeout: float) -> None:
+        self._options = options
+        self._idle_timeout = idle_timeout
+        self._lock = threading.Lock()
+        self._idle: dict[tuple[int, int], list[tuple[transport.Connection, float]]] = {}
+        self._current: dict[int, int] = {}  # sender id -> the version still wanted
+
+    def acquire(self, route: _Route) -> tuple[transport.Connection, bool]:
+        """An idle connection if one is fresh enough (reused=True), else a new one."""
+        stale: list[transport.Connection] = []
+        found = None
+        with self._lock:
+            self._current[route.sender.id] = route.sender.version
+            stack = self._idle.get(route.key, [])
+            now = time.monotonic()
+            while stack and found is None:
+                connection, since = stack.pop()
+                if connection.usable and now - since < self._idle_timeout:
+                    found = connection
+                else:
+                    stale.append(connection)
+        for connection in stale:
+            connection.close()
+        if found is not None:
+            return found, True
+        return transport.connect(route.server, route.secret, self._options), False
+
+    def release(self, route: _Route, connection: transport.Connection) -> None:
+        """Keep a healthy connection of the current version; close anything else."""
+        with self._lock:
+            if connection.usable and self._current.get(route.sender.id) == route.sender.version:
+                self._idle.setdefault(route.key, []).append((connection, time.monotonic()))
+                return
+        connection.close()
+
+    def forget(self, sender_id: int) -> None:
+        """The sender changed or went away: close its idle connections now, and the busy
+        ones when they come back."""
+        with self._lock:
+            self._current.pop(sender_id, None)
+            keys = [key for key in self._idle if key[0] == sender_id]
+            closing = [conn for key in keys for conn, _ in self._idle.pop(key)]
+        for connection in closing:
+            connection.close()
+
+    def close(self) -> None:
+        with self._lock:
+            closing = [conn for stack in self._idle.values() for conn, _ in stack]
+            self._idle.clear()
+        for connection in closing:
+            connection.close()
+
+    def idle_count(self) -> int:
+        with self._lock:
+            return sum(len(stack) for stack in self._idle.values())
+
+
+class Mailer:
+    """``send`` and ``send_many`` for one app; reach it as ``SMTPSenders.service.mailer``."""
+
+    def __init__(self, service: SenderService) -> None:
+        config = service.config
+        self._service = service
+        self.pool = ConnectionPool(service.transport_options,
+                                   float(config["SMTP_SENDERS_POOL_IDLE_TIMEOUT"]))
+        self._max_connections = int(config["SMTP_SENDERS_MAX_CONNECTIONS"])
+        self._retries = int(config["SMTP_SENDERS_SEND_RETRIES"])
+        self._backoff = float(config["SMTP_SENDERS_RETRY_BACKOFF"])
+        self._lock = threading.Lock()
+        self._routes: dict[int, _Route] = {}
+        self._gone: set[int] = set()
+
+    # -- public API ---------------------------------------------------------------
+
+    def send(self, message: EmailMessage, sender: int | None = None) -> SendResult:
+        """Send one message; raises DeliveryError or SenderNotFound when nothing was sent."""
+        result = self.send_many([message], sender)[0]
+        if result.error is not None:
+            raise result.error
+        return result
+
+    def send_many(self, messages: Iterable[EmailMessage],
+                  sender: int | None = None) -> list[SendResult]:
+        """Send a batch over up to SMTP_SENDERS_MAX_CONNECTIONS parallel connections; one
+        result per message, in order. Failures are results, not exceptions."""
+        sender_id = self._sender_id(sender)
+        route = self._refresh(sender_id)
+        envelopes = [self._prepare(message, route.sender) for message in messages]
+        actor = self._service.hooks.smtp_senders_actor()
+        workers = max(1, min(self._max_connections, len(envelopes)))
+        if workers == 1:
+            results = [self._deliver(sender_id, envelope) for envelope in envelopes]
+        else:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+            def run(envelope: _Envelope) -> SendResult:
+                with app.app_context():
+                    return self._deliver(sender_id, envelope)
+
+            with ThreadPoolExecutor(workers, thread_name_prefix="smtp-senders") as pool:
+                results = list(pool.map(run, envelopes))
+        for envelope, result in zip(envelopes, results, strict=True):
+            self._audit(actor, sender_id, envelope, result)
+        return results
+
+    def forget(self, sender_id: int, *, deleted: bool = False) -> None:
+        """Called when a sender was edited or deleted in this process."""
+        with self._lock:
+            self._routes.pop(sender_id, None)
+            if deleted:
+                self._gone.add(sender_id)
+        self.pool.forget(sender_id)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # -- internals ----------------------------------------------------------------
+
+    def _sender_id(self, sender: int | Sender | None) -> int:
+        if isinstance(sender, Sender):
+            return sender.id
+        if sender is None:
+            senders = self._service.list_senders()
+            if not senders:
+                raise SenderNotFound("no sender is configured")
+            return senders[0].id
+        return int(sender)
+
+    def _refresh(self, sender_id: int) -> _Route:
+        """Read the sender once per call (another process may have edited it) and decrypt
+        its password only when its version changed."""
+        sender = self._service.get_sender(sender_id)
+        with self._lock:
+            self._gone.discard(sender_id)
+            cached = self._routes.get(sender_id)
+            if cached is not None and cached.sender.version == sender.version:
+                return cached
+        route = _Route(sender, self._service.cipher.decrypt(sender.password))
+        if cached is not None:
+            self.pool.forget(sender_id)
+        with self._lock:
+            self._routes[sender_id] = route
+        return route
+
+    def _route(self, sender_id: int) -> _Route:
+        with self._lock:
+            if sender_id in self._gone:
+                raise SenderNotFound(f"sender {sender_id} was deleted")
+            route = self._routes.get(sender_id)
+        if route is not None:
+            return route
+        try:
+            return self._refresh(sender_id)
+        except SenderNotFound:
+            with self._lock:
+                self._gone.add(sender_id)
+            raise
+
+    def _prepare(self, message: EmailMessage, sender: Sender) -> _Envelope:
+        apply_sender_headers(message, sender.settings)
+        self._service.hooks.smtp_senders_prepare_message(
+            message=message, sender=sender, purpose="notification")
+        recipients = tuple(
+            ascii_address(address.addr_spec)
+            for name in ("To", "Cc", "Bcc")
+            for header in message.get_all(name, [])
+            for address in header.addresses
+        )
+        if not recipients:
+            raise InvalidSenderData({"recipients": "The message has no recipient."})
+        del message["Bcc"]
+        return _Envelope(message["Message-ID"], ascii_address(sender.settings.from_address),
+                         recipients, serialise(message))
+
+    def _deliver(self, sender_id: int, envelope: _Envelope) -> SendResult:
+        reconnected, retries = False, 0
+        while True:
+            try:
+                route = self._route(sender_id)
+            except SenderNotFound as gone:
+                return SendResult(envelope.message_id, error=gone)
+            try:
+                connection, reused = self.pool.acquire(route)
+            except DeliveryError as failure:
+                return SendResult(envelope.message_id, error=failure)
+            try:
+                refused = connection.send(envelope.from_addr, envelope.recipients, envelope.data)
+            except DeliveryError as failure:
+                self.pool.release(route, connection)
+                if failure.delivery_unknown:
+                    return SendResult(envelope.message_id, error=failure)
+                if not reconnected and (failure.code == 421 or (reused and failure.code is None)):
+                    reconnected = True  # closed while idle, or told to go away: once more
+                    continue
+                if failure.temporary and retries < self._retries:
+                    retries += 1
+                    time.sleep(self._backoff * 2 ** (retries - 1))
+                    continue
+                return SendResult(envelope.message_id, error=failure)
+            self.pool.release(route, connection)
+            accepted = tuple(r for r in envelope.recipients if r not in refused)
+            return SendResult(envelope.message_id, accepted, refused)
+
+    def _audit(self, actor: str | None, sender_id: int, envelope: _Envelope,
+               result: SendResult) -> None:
+        if result.ok:
+            event: MessageSent | MessageFailed = MessageSent(
+                actor=actor, sender_id=sender_id, recipients=result.accepted,
+                refused=tuple(result.refused))
+        else:
+            stage = getattr(result.error, "stage", "sender_not_found")
+            event = MessageFailed(actor=actor, sender_id=sender_id,
+                                  recipients=envelope.recipients, stage=stage)
+        self._service._audit_send(event)
+
