@@ -273,6 +273,7 @@ class _RecordingSMTP(SMTP):
         super().__init__(handler, **kwargs)
         self._recorder = recorder
         self._auth_slot: int | None = None
+        self.accepted = 0  # messages accepted on this connection
         self._lost = False
         # aiosmtpd's own check ignores implicit TLS; smtp_AUTH/handle_EHLO below do it.
         self._auth_require_tls = False
@@ -288,6 +289,15 @@ class _RecordingSMTP(SMTP):
     def _guarded(self, verb: str, method: Callable[[str], Any]) -> Callable[[str], Any]:
         async def guarded(arg: str) -> None:
             self._recorder._observe(self, verb, arg)
+            recorder = self._recorder
+            if verb == "MAIL" and recorder.drop_after and self.accepted >= recorder.drop_after:
+                await self.push("421 4.3.2 Too many messages on one connection, closing")
+                self.transport.close()
+                return
+            if verb == "MAIL" and recorder.tempfail_mail > 0:
+                recorder.tempfail_mail -= 1
+                await self.push("451 4.3.0 Temporary failure, try again later")
+                return
             config = self._recorder._config
             if config.gate_starttls and verb not in _ALLOWED_BEFORE_STARTTLS:
                 if not self.encrypted:
@@ -469,6 +479,8 @@ class RecordingServer:
         hang_after_data: float = 0.0,
         timeout: float = 5.0,
         port: int | None = None,
+        drop_after: int = 0,
+        tempfail_mail: int = 0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
@@ -476,8 +488,13 @@ class RecordingServer:
         self.cert_name = cert
         self.users: dict[str, str] = dict(DEFAULT_USERS if users is None else users)
         self.hang_after_data = float(hang_after_data)
+        #: After this many messages on one connection, answer MAIL with 421 and hang up.
+        self.drop_after = int(drop_after)
+        #: Answer this many MAIL commands (over all connections) with 451 first.
+        self.tempfail_mail = int(tempfail_mail)
         # aiosmtpd drops a connection idle for `timeout`; a hanging DATA must outlive it.
-        self.timeout = max(float(timeout), self.hang_after_data + 2.0)
+        self.timeout = (max(float(timeout), self.hang_after_data + 2.0)
+                        if self.hang_after_data else float(timeout))
         self._refuse_rcpt = frozenset(a.casefold() for a in refuse_rcpt)
         self._refuse_mail = frozenset(a.casefold() for a in refuse_mail)
         self._config = self._mode_config(mode, tls_material.cert(cert), auth, starttls_reply)
@@ -692,6 +709,7 @@ class RecordingServer:
         username = None
         if session.authenticated and isinstance(session.auth_data, LoginPassword):
             username = session.auth_data.login.decode("utf-8", "replace")
+        server.accepted += 1
         self.messages.append(
             ReceivedMessage(
                 mail_from=envelope.mail_from or "",
@@ -862,6 +880,8 @@ def smtp_server(tls_material: TLSMaterial) -> Iterator[Callable[..., RecordingSe
         hang_after_data: float = 0.0,
         timeout: float = 5.0,
         port: int | None = None,
+        drop_after: int = 0,
+        tempfail_mail: int = 0,
     ) -> RecordingServer:
         server = RecordingServer(
             mode,
@@ -875,6 +895,8 @@ def smtp_server(tls_material: TLSMaterial) -> Iterator[Callable[..., RecordingSe
             hang_after_data=hang_after_data,
             timeout=timeout,
             port=port,
+            drop_after=drop_after,
+            tempfail_mail=tempfail_mail,
         )
         server.start()
         started.append(server)

@@ -1,0 +1,277 @@
+"""The host's sending API against real servers: pooled connections, one transparent
+reconnect, bounded retries, per-recipient refusals, and senders edited or deleted while
+messages are in flight."""
+
+from __future__ import annotations
+
+import threading
+import time
+from email.message import EmailMessage
+
+import pytest
+
+from flask_smtp_senders import DeliveryError, SenderNotFound, SenderSettings, events, hookimpl
+from tests.conftest import Database
+from tests.smtp_servers import SERVER_NAME
+
+
+@pytest.fixture
+def database(tmp_path) -> Database:
+    return Database("sqlite", f"sqlite:///{tmp_path / 'senders.db'}")
+
+
+class Host:
+    """Host plugin: points the test name at a server and records the audit trail."""
+
+    def __init__(self) -> None:
+        self.address = "127.0.0.1"
+        self.events: list[events.AuditEvent] = []
+
+    @hookimpl
+    def smtp_senders_resolve(self, server_name, port):
+        return [self.address]
+
+    @hookimpl
+    def smtp_senders_audit(self, event):
+        self.events.append(event)
+
+
+@pytest.fixture
+def host() -> Host:
+    return Host()
+
+
+@pytest.fixture
+def app(make_app, host):
+    return make_app(plugins=[host], SMTP_SENDERS_RETRY_BACKOFF=0.05)
+
+
+def add(service, server, password="s3cret", username="alice"):
+    return service.create_sender(SenderSettings(
+        username=username, server_name=SERVER_NAME, port=server.port,
+        from_name="Acme", from_address="noreply@example.com"), password)
+
+
+def note(number: int, *to: str) -> EmailMessage:
+    message = EmailMessage()
+    message["To"] = ", ".join(to or ["user@example.com"])
+    message["Subject"] = f"Notification {number}"
+    message.set_content(f"Body of notification {number}.\n")
+    return message
+
+
+def test_send_fills_from_and_envelope_from_the_sender(service, smtp_server):
+    server = smtp_server("implicit")
+    sender = add(service, server)
+    result = service.mailer.send(note(1), sender.id)
+    assert result.ok and result.accepted == ("user@example.com",)
+    received = server.messages[0]
+    assert received.mail_from == "noreply@example.com"
+    assert received.message["From"] == "Acme <noreply@example.com>"
+    assert received.message["Message-ID"] == result.message_id
+
+
+def test_connections_are_reused_across_calls(service, smtp_server):
+    server = smtp_server("implicit")
+    sender = add(service, server)
+    for number in range(5):
+        service.mailer.send(note(number), sender.id)
+    assert len(server.messages) == 5
+    assert server.connections == 1
+    assert [a.succeeded for a in server.auth_attempts] == [True]
+
+
+def test_bcc_is_delivered_but_not_shown(service, smtp_server):
+    server = smtp_server("implicit")
+    sender = add(service, server)
+    message = note(1)
+    message["Bcc"] = "hidden@example.com"
+    service.mailer.send(message, sender.id)
+    received = server.messages[0]
+    assert received.rcpt_tos == ["user@example.com", "hidden@example.com"]
+    assert b"hidden@example.com" not in received.data
+
+
+def test_some_recipients_refused_are_reported_not_lost(service, smtp_server, host):
+    """Case B15: smtplib returns partial refusals instead of raising; so do we."""
+    server = smtp_server("implicit", refuse_rcpt=["gone@example.com"])
+    sender = add(service, server)
+    result = service.mailer.send(note(1, "a@example.com", "gone@example.com"), sender.id)
+    assert result.ok
+    assert result.accepted == ("a@example.com",)
+    assert set(result.refused) == {"gone@example.com"}
+    assert result.refused["gone@example.com"][0] == 550
+    assert server.messages[0].rcpt_tos == ["a@example.com"]
+    [sent] = [e for e in host.events if isinstance(e, events.MessageSent)]
+    assert sent.refused == ("gone@example.com",)
+
+
+def test_all_recipients_refused_is_an_error(service, smtp_server):
+    server = smtp_server("implicit", refuse_rcpt=["gone@example.com"])
+    sender = add(service, server)
+    with pytest.raises(DeliveryError) as caught:
+        service.mailer.send(note(1, "gone@example.com"), sender.id)
+    assert caught.value.stage == "recipient" and caught.value.code == 550
+
+
+def test_server_hanging_after_data_fails_and_the_connection_is_discarded(make_app, host,
+                                                                       smtp_server):
+    """Case B4: the exchange fails by the deadline, the message's fate is unknown (so it is
+    not retried), and the desynced connection is not reused."""
+    server = smtp_server("implicit", hang_after_data=3.0)
+    app = make_app(plugins=[host], SMTP_SENDERS_OPERATION_TIMEOUT=0.5,
+                   SMTP_SENDERS_TIMEOUT=1.0)
+    with app.app_context():
+        service = app.extensions["smtp_senders"]
+        sender = add(service, server)
+        started = time.monotonic()
+        with pytest.raises(DeliveryError) as caught:
+            service.mailer.send(note(1), sender.id)
+        assert time.monotonic() - started < 1.5
+        assert caught.value.stage == "timeout" and caught.value.delivery_unknown
+        assert service.mailer.pool.idle_count() == 0
+        assert server.connections == 1  # no retry
+
+
+def test_421_in_the_middle_of_a_batch_reconnects_once_and_loses_nothing(make_app, host,
+                                                                       smtp_server):
+    """Case B17: the server hangs up after every 30 messages; 100 go out, each once."""
+    server = smtp_server("implicit", drop_after=30)
+    app = make_app(plugins=[host], SMTP_SENDERS_MAX_CONNECTIONS=1)
+    with app.app_context():
+        service = app.extensions["smtp_senders"]
+        sender = add(service, server)
+        results = service.mailer.send_many([note(n) for n in range(100)], sender.id)
+    assert all(result.ok for result in results)
+    subjects = [m.message["Subject"] for m in server.messages]
+    assert len(subjects) == 100 == len(set(subjects))
+    assert server.connections == 4
+
+
+def test_connection_closed_by_the_servers_idle_timeout_is_replaced(make_app, host,
+                                                                   smtp_server):
+    """Case B18: the pooled connection died while idle; the next send reconnects."""
+    server = smtp_server("implicit", timeout=0.5)
+    app = make_app(plugins=[host], SMTP_SENDERS_POOL_IDLE_TIMEOUT=60.0)
+    with app.app_context():
+        service = app.extensions["smtp_senders"]
+        sender = add(service, server)
+        service.mailer.send(note(1), sender.id)
+        time.sleep(1.0)
+        result = service.mailer.send(note(2), sender.id)
+    assert result.ok
+    assert len(server.messages) == 2 and server.connections == 2
+
+
+def test_temporary_refusals_are_retried_with_backoff_then_succeed(service, smtp_server):
+    server = smtp_server("implicit", tempfail_mail=2)
+    sender = add(service, server)
+    result = service.mailer.send(note(1), sender.id)
+    assert result.ok and len(server.messages) == 1
+    assert len(server.mail_from_seen) == 3
+
+
+def test_retries_are_bounded(service, smtp_server):
+    server = smtp_server("implicit", tempfail_mail=10)
+    sender = add(service, server)
+    with pytest.raises(DeliveryError) as caught:
+        service.mailer.send(note(1), sender.id)
+    assert caught.value.code == 451 and caught.value.temporary
+    assert len(server.mail_from_seen) == 3  # the first try and SMTP_SENDERS_SEND_RETRIES=2
+
+
+def test_permanent_refusals_are_not_retried(service, smtp_server, host):
+    """Case B16 through the API: 5xx at MAIL FROM is final."""
+    server = smtp_server("implicit", refuse_mail=["noreply@example.com"])
+    sender = add(service, server)
+    with pytest.raises(DeliveryError) as caught:
+        service.mailer.send(note(1), sender.id)
+    assert (caught.value.stage, caught.value.code) == ("sender", 553)
+    assert server.mail_from_seen == ["noreply@example.com"]
+    [failed] = [e for e in host.events if isinstance(e, events.MessageFailed)]
+    assert failed.stage == "sender" and failed.outcome == "failure"
+
+
+def test_send_many_spreads_a_batch_over_parallel_connections(make_app, host, smtp_server):
+    server = smtp_server("implicit")
+    app = make_app(plugins=[host], SMTP_SENDERS_MAX_CONNECTIONS=3)
+    with app.app_context():
+        service = app.extensions["smtp_senders"]
+        sender = add(service, server)
+        results = service.mailer.send_many([note(n) for n in range(30)], sender.id)
+    assert [r.ok for r in results] == [True] * 30
+    assert [r.message_id for r in results] == [
+        m.message["Message-ID"] for m in sorted(
+            server.messages, key=lambda m: int(m.message["Subject"].split()[-1]))]
+    assert 2 <= server.connections <= 3
+
+
+def test_edit_closes_the_old_connections_and_the_next_send_uses_the_new_server(
+        service, smtp_server, host):
+    """Case F3: after the edit, nothing reaches the old server, with either password."""
+    old = smtp_server("implicit")
+    new = smtp_server("implicit", users={"bob": "n3w-secret"})
+    sender = add(service, old)
+    service.mailer.send(note(1), sender.id)
+    service.update_sender(sender.id, sender.version, SenderSettings(
+        username="bob", server_name=SERVER_NAME, port=new.port,
+        from_address="noreply@example.com"), "n3w-secret")
+    assert service.mailer.pool.idle_count() == 0
+    service.mailer.send(note(2), sender.id)
+    assert len(old.messages) == 1 and len(old.auth_attempts) == 1
+    assert len(new.messages) == 1 and new.auth_attempts[0].username == "bob"
+
+
+def test_sender_deleted_during_a_batch_fails_the_rest_cleanly(make_app, host, smtp_server):
+    """Case F4: remaining messages get SenderNotFound; what was sent is reported sent."""
+    server = smtp_server("implicit")
+    app = make_app(plugins=[host], SMTP_SENDERS_MAX_CONNECTIONS=1)
+    with app.app_context():
+        service = app.extensions["smtp_senders"]
+        sender = add(service, server)
+
+        def delete_after_five() -> None:
+            deadline = time.monotonic() + 10
+            while len(server.messages) < 5 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            with app.app_context():
+                service.delete_sender(sender.id)
+
+        deleter = threading.Thread(target=delete_after_five)
+        deleter.start()
+        results = service.mailer.send_many([note(n) for n in range(400)], sender.id)
+        deleter.join()
+    sent = [r for r in results if r.ok]
+    gone = [r for r in results if isinstance(r.error, SenderNotFound)]
+    assert len(sent) + len(gone) == 400
+    assert 5 <= len(sent) < 400 and gone
+    assert len(server.messages) == len(sent)
+    assert results.index(gone[0]) == len(sent)  # in order: all sent ones come first
+
+
+def test_unknown_sender_raises_not_found(service):
+    with pytest.raises(SenderNotFound):
+        service.mailer.send(note(1), 999)
+
+
+def test_message_without_recipients_is_refused_before_connecting(service, smtp_server):
+    from flask_smtp_senders import InvalidSenderData
+
+    server = smtp_server("implicit")
+    sender = add(service, server)
+    message = EmailMessage()
+    message["Subject"] = "nobody"
+    with pytest.raises(InvalidSenderData):
+        service.mailer.send(message, sender.id)
+    assert server.connections == 0
+
+
+def test_extension_send_uses_the_current_apps_sender(make_app, host, smtp_server):
+    from flask_smtp_senders import SMTPSenders
+
+    server = smtp_server("implicit")
+    app = make_app(plugins=[host])
+    with app.app_context():
+        add(app.extensions["smtp_senders"], server)
+        assert SMTPSenders().send(note(1)).ok
+    assert len(server.messages) == 1
