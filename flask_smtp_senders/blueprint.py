@@ -189,9 +189,11 @@ def delete(sender_id: int) -> ResponseReturnValue:
     sender = _sender_or_404(sender_id)
     form = DeleteForm()
     if form.validate_on_submit():
-        version = form.version.data or ""
+        version = form.expected_version()
+        if version is None:  # the page always sends one: this form was tampered with
+            abort(400, description="The delete form is incomplete; reload the page.")
         try:
-            get_service().delete_sender(sender_id, int(version) if version.isdigit() else None)
+            get_service().delete_sender(sender_id, version)
         except SenderNotFound:
             abort(404)
         except (ConcurrentUpdate, AuditFailed, StorageError) as exc:

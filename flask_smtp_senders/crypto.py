@@ -77,6 +77,12 @@ def parse_keys(value: str | bytes | Iterable[str | bytes] | None) -> list[bytes]
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
     items = value.split(",") if isinstance(value, str) else list(value)
+    if not all(isinstance(k, str | bytes) for k in items):
+        raise ConfigurationError(
+            f"{KEYS_SETTING} must hold keys as text; one of them is "
+            f"{next(type(k).__name__ for k in items if not isinstance(k, str | bytes))} "
+            "(an unset environment variable?)."
+        )
     keys = [k.strip().encode("ascii", "replace") if isinstance(k, str) else k.strip()
             for k in items]
     keys = [k for k in keys if k]

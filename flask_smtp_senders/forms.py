@@ -82,8 +82,15 @@ class SenderForm(_Form):
         return ok
 
     def expected_version(self) -> int | None:
-        value = self.version.data or ""
-        return int(value) if value.isascii() and value.isdigit() else None
+        return parse_version(self.version.data)
+
+
+def parse_version(value: str | None) -> int | None:
+    """The hidden version field as a number, or None when it was tampered with."""
+    value = value or ""
+    if value.isascii() and value.isdigit() and len(value) <= 9:
+        return int(value)
+    return None
 
 
 class TestEmailForm(_Form):
@@ -107,3 +114,6 @@ class TestEmailForm(_Form):
 class DeleteForm(_Form):
     version = HiddenField()
     submit = SubmitField("Delete")
+
+    def expected_version(self) -> int | None:
+        return parse_version(self.version.data)

@@ -99,7 +99,7 @@ def _to_sender(row: SenderRow) -> Sender:
     return Sender(
         id=row.id,
         settings=SenderSettings(**{name: getattr(row, name) for name in SETTING_NAMES}),
-        password=EncryptedPassword(row.password_token.encode("ascii")),
+        password=EncryptedPassword(row.password_token.encode("utf-8")),  # junk stays unreadable
         version=row.version,
         created_at=_utc(row.created_at),  # type: ignore[arg-type]
         updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
@@ -225,7 +225,7 @@ class SQLAlchemyStore:
             changes, unreadable = [], 0
             for done, (sender_id, token) in enumerate(rows, start=1):
                 try:
-                    new = transform(EncryptedPassword(token.encode("ascii")))
+                    new = transform(EncryptedPassword(token.encode("utf-8")))
                 except PasswordUnreadable:
                     unreadable += 1
                 else:

@@ -112,7 +112,8 @@ def normalise_port(value: object) -> int:
         raise ValueError(MSG_PORT)
     if isinstance(value, int):
         port = value
-    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+    elif (isinstance(value, str) and value.strip().isascii() and value.strip().isdigit()
+          and len(value.strip()) <= 5):
         port = int(value.strip())
     else:
         raise ValueError(MSG_PORT)
