@@ -12,6 +12,9 @@ DEFAULTS: dict[str, Any] = {
     #: Fernet keys, newest first: a list or a comma-separated string. Required.
     #: The first key encrypts; every key decrypts (rotation).
     "SMTP_SENDERS_ENCRYPTION_KEYS": None,
+    #: A file holding the keys instead (one per line, newest first), used when
+    #: SMTP_SENDERS_ENCRYPTION_KEYS is not set: keeps keys apart from the configuration.
+    "SMTP_SENDERS_ENCRYPTION_KEYS_FILE": None,
     #: A PEM bundle of CA certificates to trust instead of the system store.
     "SMTP_SENDERS_CA_FILE": None,
     #: Seconds one network operation (connect, one read, one write) may take.

@@ -99,6 +99,19 @@ def parse_keys(value: str | bytes | Iterable[str | bytes] | None) -> list[bytes]
     return keys
 
 
+def read_keys_file(path: str) -> list[str]:
+    """Keys from a file of the host's (one per line, newest first; # starts a comment),
+    so they can live apart from both the database and the configuration."""
+    try:
+        with open(path, encoding="ascii") as file:
+            lines = [line.split("#", 1)[0].strip() for line in file]
+    except (OSError, UnicodeDecodeError):
+        raise ConfigurationError(
+            f"{KEYS_SETTING}_FILE does not name a readable file of keys."
+        ) from None
+    return [line for line in lines if line]
+
+
 class PasswordCipher:
     """Encrypts and decrypts sender passwords under the configured keys."""
 

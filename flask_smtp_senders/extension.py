@@ -18,7 +18,7 @@ from flask import Flask, current_app
 
 from . import transport
 from .config import apply_defaults, message
-from .crypto import PasswordCipher, parse_keys
+from .crypto import PasswordCipher, parse_keys, read_keys_file
 from .destinations import DestinationPolicy, never_allowed
 from .errors import ConfigurationError
 from .hooks import make_plugin_manager
@@ -69,7 +69,10 @@ class SMTPSenders:
                 "SECRET_KEY is not set: flask-smtp-senders needs it to protect its forms "
                 "against CSRF."
             )
-        cipher = PasswordCipher(parse_keys(config["SMTP_SENDERS_ENCRYPTION_KEYS"]))
+        keys = config["SMTP_SENDERS_ENCRYPTION_KEYS"]
+        if not keys and config["SMTP_SENDERS_ENCRYPTION_KEYS_FILE"]:
+            keys = read_keys_file(config["SMTP_SENDERS_ENCRYPTION_KEYS_FILE"])
+        cipher = PasswordCipher(parse_keys(keys))
         manager = make_plugin_manager(self._plugins)
         options = _transport_options(config, manager.hook)
         store = self._store or manager.hook.smtp_senders_store(app=app, db=self._db)

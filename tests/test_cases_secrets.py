@@ -293,3 +293,24 @@ def test_no_file_of_the_repository_holds_a_fernet_key():
                 continue
             found.append((name, match.group()[:8].decode() + "..."))
     assert not found, found
+
+
+def test_keys_can_come_from_a_file_apart_from_config_and_database(tmp_path, make_app):
+    """Case D6: a key-file path is supported; a missing file fails at start, naming it."""
+    from cryptography.fernet import Fernet
+
+    from flask_smtp_senders import ConfigurationError, SenderSettings
+
+    new, old = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    key_file = tmp_path / "keys.txt"
+    key_file.write_text(f"# newest first\n{new}\n\n{old}  # kept until rotate-keys ran\n")
+    app = make_app(SMTP_SENDERS_ENCRYPTION_KEYS=None,
+                   SMTP_SENDERS_ENCRYPTION_KEYS_FILE=str(key_file))
+    with app.app_context():
+        service = app.extensions["smtp_senders"]
+        sender = service.create_sender(SenderSettings(
+            username="u", server_name="smtp.example.com", from_address="a@example.com"), "pw")
+        assert Fernet(new.encode()).decrypt(sender.password.token) == b"pw"
+    with pytest.raises(ConfigurationError, match="SMTP_SENDERS_ENCRYPTION_KEYS_FILE"):
+        make_app(SMTP_SENDERS_ENCRYPTION_KEYS=None,
+                 SMTP_SENDERS_ENCRYPTION_KEYS_FILE=str(tmp_path / "missing.txt"))
