@@ -26,7 +26,7 @@ from wtforms import ValidationError
 from .config import message
 from .errors import AuditFailed, ConcurrentUpdate, SenderNotFound, StorageError
 from .extension import get_service
-from .forms import DeleteForm, NewSenderForm, SenderForm, TestEmailForm
+from .forms import DefaultForm, DeleteForm, NewSenderForm, SenderForm, TestEmailForm
 from .ratelimit import RateLimitUnavailable, check_test_email
 from .store import Sender
 
@@ -41,6 +41,7 @@ ACTIONS = {
     "create": "create",
     "edit": "update",
     "delete": "delete",
+    "make_default": "update",
     "test_email": "test",
     "static": "list",
 }
@@ -87,7 +88,8 @@ def index() -> ResponseReturnValue:
     service = get_service()
     senders = service.list_senders()
     readable = {sender.id: service.password_readable(sender) for sender in senders}
-    return render_template("smtp_senders/index.html", senders=senders, readable=readable)
+    return render_template("smtp_senders/index.html", senders=senders, readable=readable,
+                           default_form=DefaultForm())
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -182,6 +184,21 @@ def test_email(sender_id: int) -> ResponseReturnValue:
         return jsonify(ok=result.ok, message=result.message)
     flash(result.message, "smtp_senders.success" if result.ok else "smtp_senders.error")
     return redirect(url_for(".edit", sender_id=sender_id))
+
+
+@bp.post("/<int:sender_id>/default")
+def make_default(sender_id: int) -> ResponseReturnValue:
+    form = DefaultForm()
+    if form.validate_on_submit():
+        try:
+            get_service().set_default_sender(sender_id)
+        except SenderNotFound:
+            abort(404)
+        except AuditFailed:
+            flash(_msg("save_failed"), "smtp_senders.error")
+        else:
+            flash(_msg("default_changed"), "smtp_senders.success")
+    return redirect(url_for(".index"))
 
 
 @bp.route("/<int:sender_id>/delete", methods=["GET", "POST"])

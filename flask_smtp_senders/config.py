@@ -61,6 +61,8 @@ DEFAULTS: dict[str, Any] = {
     #: Shown after a sender was saved or deleted.
     "SMTP_SENDERS_MSG_SAVED": "The sender was saved.",
     "SMTP_SENDERS_MSG_DELETED": "The sender was deleted.",
+    #: Shown after another sender was made the default.
+    "SMTP_SENDERS_MSG_DEFAULT_CHANGED": "The default sender was changed.",
     #: Shown when someone else saved or deleted the sender meanwhile.
     "SMTP_SENDERS_MSG_CONFLICT": (
         "Someone else changed this sender while you were editing it. Your changes are "

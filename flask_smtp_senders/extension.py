@@ -100,7 +100,7 @@ class SMTPSenders:
         return get_service()
 
     def send(self, message: EmailMessage, sender: int | None = None) -> SendResult:
-        """Send one of the host's messages through ``sender`` (an id; None: the first
+        """Send one of the host's messages through ``sender`` (an id; None: the default
         sender). Raises DeliveryError or SenderNotFound when nothing was sent."""
         return get_service().mailer.send(message, sender)
 

@@ -117,3 +117,9 @@ class DeleteForm(_Form):
 
     def expected_version(self) -> int | None:
         return parse_version(self.version.data)
+
+
+class DefaultForm(_Form):
+    """Make a sender the default for the host's own messages."""
+
+    submit = SubmitField("Make default")

@@ -37,6 +37,8 @@ class SenderRow(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     last_test_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_test_ok: Mapped[bool | None] = mapped_column(Boolean)
+    #: The sender the host's messages go through when none is named.
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
 
     __mapper_args__ = {"version_id_col": version}
 

@@ -155,7 +155,8 @@ class Mailer:
     # -- public API ---------------------------------------------------------------
 
     def send(self, message: EmailMessage, sender: int | None = None) -> SendResult:
-        """Send one message; raises DeliveryError or SenderNotFound when nothing was sent."""
+        """Send one message through ``sender`` (an id; None: the default sender); raises
+        DeliveryError or SenderNotFound when nothing was sent."""
         result = self.send_many([message], sender)[0]
         if result.error is not None:
             raise result.error
@@ -202,10 +203,7 @@ class Mailer:
         if isinstance(sender, Sender):
             return sender.id
         if sender is None:
-            senders = self._service.list_senders()
-            if not senders:
-                raise SenderNotFound("no sender is configured")
-            return senders[0].id
+            return self._service.default_sender().id
         return int(sender)
 
     def _refresh(self, sender_id: int) -> _Route:

@@ -25,6 +25,7 @@ from .errors import (
     DeliveryError,
     InvalidSenderData,
     PasswordUnreadable,
+    SenderNotFound,
     StorageError,
 )
 from .events import (
@@ -172,6 +173,20 @@ class SenderService:
         self.store.delete(sender_id, expected_version, before_commit=lambda sender: (
             self._audit_change(SenderDeleted(actor=actor, sender_id=sender.id))))
         self.mailer.forget(sender_id, deleted=True)
+
+    def set_default_sender(self, sender_id: int) -> Sender:
+        """Make ``sender_id`` the sender the host's messages use when none is named."""
+        actor = self._actor()
+        return self.store.set_default(sender_id, before_commit=lambda sender: (
+            self._audit_change(SenderUpdated(actor=actor, sender_id=sender.id,
+                                             changed_fields=("default",)))))
+
+    def default_sender(self) -> Sender:
+        """The default sender; raises SenderNotFound when there is none."""
+        for sender in self.store.list():
+            if sender.is_default:
+                return sender
+        raise SenderNotFound("no default sender: add one or choose one on the Senders page")
 
     def rotate_keys(self, progress: Callable[[int], None] | None = None) -> tuple[int, int]:
         """Re-encrypt every password under the first key; returns (rotated, unreadable).

@@ -40,6 +40,7 @@ class Sender:
     updated_at: datetime
     last_test_at: datetime | None = None
     last_test_ok: bool | None = None
+    is_default: bool = False
 
     @property
     def security(self) -> Security:
@@ -73,6 +74,11 @@ class SenderStore(Protocol):
     def record_test(self, sender_id: int, ok: bool, when: datetime) -> None:
         """Remember the last test result without bumping the version."""
 
+    def set_default(self, sender_id: int,
+                    before_commit: BeforeCommit | None = None) -> Sender:
+        """Make this sender the default (and no other); raises SenderNotFound. The first
+        sender added becomes the default; deleting the default passes it on."""
+
     def reencrypt(self, transform: Reencrypt,
                   before_commit: Callable[[int, int], None] | None = None, *,
                   progress: Callable[[int], None] | None = None) -> tuple[int, int]:
@@ -81,8 +87,7 @@ class SenderStore(Protocol):
 
         ``progress``, when given, is called now and then with the number of tokens
         processed so far (increasing, the last call being the total), so a command line
-        can show a progress bar on a large table. Stores written before it existed may
-        omit the keyword: ``SenderService.rotate_keys`` then reports the total once."""
+        can show a progress bar on a large table."""
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -105,6 +110,7 @@ def _to_sender(row: SenderRow) -> Sender:
         updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
         last_test_at=_utc(row.last_test_at),
         last_test_ok=row.last_test_ok,
+        is_default=bool(row.is_default),
     )
 
 
@@ -151,8 +157,10 @@ class SQLAlchemyStore:
             before_commit: BeforeCommit | None = None) -> Sender:
         now = _now()
         with self._transaction() as session:
+            has_default = session.scalar(
+                select(SenderRow.id).where(SenderRow.is_default.is_(True)).limit(1))
             row = SenderRow(**asdict(settings), password_token=password.token.decode("ascii"),
-                            created_at=now, updated_at=now)
+                            created_at=now, updated_at=now, is_default=has_default is None)
             session.add(row)
             session.flush()
             sender = _to_sender(row)
@@ -197,6 +205,10 @@ class SQLAlchemyStore:
             ).rowcount
             if deleted != 1:
                 raise ConcurrentUpdate(f"sender {sender_id} was changed by someone else")
+            if sender.is_default:  # pass the default on to the oldest remaining sender
+                successor = session.scalar(select(SenderRow).order_by(SenderRow.id).limit(1))
+                if successor is not None:
+                    self._make_default(session, successor.id)
             if before_commit:
                 before_commit(sender)
 
@@ -207,6 +219,25 @@ class SQLAlchemyStore:
                 update(table).where(table.c.id == sender_id)
                 .values(last_test_at=when.astimezone(timezone.utc), last_test_ok=ok)
             )
+
+    def set_default(self, sender_id: int,
+                    before_commit: BeforeCommit | None = None) -> Sender:
+        with self._transaction() as session:
+            row = session.get(SenderRow, sender_id)
+            if row is None:
+                raise SenderNotFound(f"no sender with id {sender_id}")
+            self._make_default(session, sender_id)
+            session.refresh(row)
+            sender = _to_sender(row)
+            if before_commit:
+                before_commit(sender)
+        return sender
+
+    @staticmethod
+    def _make_default(session: Session, sender_id: int) -> None:
+        """One statement, no version bump: the default is not a connection setting."""
+        table = SenderRow.__table__
+        session.execute(update(table).values(is_default=table.c.id == sender_id))
 
     def reencrypt(self, transform: Reencrypt,
                   before_commit: Callable[[int, int], None] | None = None, *,

@@ -352,6 +352,13 @@ class MemoryStore:
         self.calls.append("record_test")
         self.rows[sender_id] = replace(self.get(sender_id), last_test_at=when, last_test_ok=ok)
 
+    def set_default(self, sender_id, before_commit=None) -> Sender:
+        self.rows = {key: replace(sender, is_default=key == sender_id)
+                     for key, sender in self.rows.items()}
+        if before_commit:
+            before_commit(self.rows[sender_id])
+        return self.rows[sender_id]
+
     def reencrypt(self, transform, before_commit=None, progress=None) -> tuple[int, int]:
         self.calls.append("reencrypt")
         new_rows, unreadable = dict(self.rows), 0

@@ -287,7 +287,7 @@ def test_every_route_is_403_without_an_authorising_answer(client, admin, service
                 sender_url + "/delete", f"{PREFIX}/static/senders.css"]:
         assert client.get(url).status_code == 403, url
     for url in [f"{PREFIX}/new/email/custom", sender_url, sender_url + "/test",
-                sender_url + "/delete"]:
+                sender_url + "/delete", sender_url + "/default"]:
         assert client.post(url, data=data).status_code == 403, url
     assert len(service.list_senders()) == 1
 
@@ -316,3 +316,17 @@ def test_host_overrides_one_page_by_shipping_the_same_template_name(make_app, ad
     listing = client.get(f"{PREFIX}/")
     assert b"<h1>Our own list</h1>0" in listing.data
     assert b"Email Sender Custom SMTP Server" in client.get(f"{PREFIX}/new/email/custom").data
+
+
+def test_list_shows_the_default_and_make_default_changes_it(client, service):
+    create(client)
+    create(client, server_name="smtp2.example.com")
+    listing = client.get(f"{PREFIX}/")
+    assert listing.data.count(b">Default</span>") == 1
+    assert b"Make default" in listing.data
+    second = service.list_senders()[1]
+    answer = client.post(f"{PREFIX}/{second.id}/default",
+                         data={"csrf_token": csrf(listing.data)}, follow_redirects=True)
+    assert b"The default sender was changed." in answer.data
+    assert service.default_sender().id == second.id
+    assert client.post(f"{PREFIX}/{second.id}/default", data={}).status_code == 400

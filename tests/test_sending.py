@@ -275,3 +275,28 @@ def test_extension_send_uses_the_current_apps_sender(make_app, host, smtp_server
         add(app.extensions["smtp_senders"], server)
         assert SMTPSenders().send(note(1)).ok
     assert len(server.messages) == 1
+
+
+def test_first_sender_is_the_default_and_messages_without_a_sender_use_it(service,
+                                                                           smtp_server):
+    first, second = smtp_server("implicit"), smtp_server("implicit")
+    a, b = add(service, first), add(service, second)
+    assert (service.get_sender(a.id).is_default, service.get_sender(b.id).is_default) == (
+        True, False)
+    service.mailer.send(note(1))
+    service.set_default_sender(b.id)
+    assert [s.id for s in service.list_senders() if s.is_default] == [b.id]
+    service.mailer.send(note(2))
+    assert len(first.messages) == 1 and len(second.messages) == 1
+    assert service.get_sender(b.id).version == b.version  # not a settings change
+
+
+def test_deleting_the_default_passes_it_on_and_no_sender_means_not_found(service,
+                                                                          smtp_server):
+    server = smtp_server("implicit")
+    a, b = add(service, server), add(service, server)
+    service.delete_sender(a.id)
+    assert service.default_sender().id == b.id
+    service.delete_sender(b.id)
+    with pytest.raises(SenderNotFound):
+        service.mailer.send(note(1))

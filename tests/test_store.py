@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -307,7 +308,7 @@ def test_delete_with_current_version_removes_only_that_sender(service) -> None:
     doomed = service.create_sender(settings(from_name="Doomed"), PASSWORD)
     kept = service.create_sender(settings(from_name="Kept"), PASSWORD)
     service.delete_sender(doomed.id, doomed.version)
-    assert service.list_senders() == [kept]
+    assert service.list_senders() == [replace(kept, is_default=True)]  # default passed on
     with pytest.raises(SenderNotFound):
         service.get_sender(doomed.id)
 
