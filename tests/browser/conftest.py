@@ -163,7 +163,14 @@ def page(browser: Any, portal: Portal, problems: Problems) -> Iterator[Any]:
         f"console error on {page.url}: {msg.text}"))
     page.on("pageerror", lambda exc: problems.page_errors.append(
         f"page error on {page.url}: {exc}"))
-    page.on("requestfailed", lambda request: problems.failed_requests.append(
-        f"request failed: {request.method} {request.url}: {request.failure}"))
+    def request_failed(request: Any) -> None:
+        # ERR_ABORTED is Chromium cancelling a load because the page navigated away (a
+        # quick click after Save, say): not a fault. A missing or broken resource shows
+        # up as a console error with its status instead, and is still caught.
+        if "ERR_ABORTED" not in (request.failure or ""):
+            problems.failed_requests.append(
+                f"request failed: {request.method} {request.url}: {request.failure}")
+
+    page.on("requestfailed", request_failed)
     yield page
     context.close()
