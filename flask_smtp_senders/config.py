@@ -47,6 +47,10 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_SENDERS_SEND_RETRIES": 2,
     #: Seconds before the first retry; each further retry waits twice as long.
     "SMTP_SENDERS_RETRY_BACKOFF": 0.5,
+    #: Celery retries of a queued message refused with a temporary (4xx) reply.
+    "SMTP_SENDERS_CELERY_MAX_RETRIES": 3,
+    #: Seconds before the first Celery retry; each further retry waits twice as long.
+    "SMTP_SENDERS_CELERY_RETRY_DELAY": 60.0,
     #: Where the Senders pages are mounted.
     "SMTP_SENDERS_URL_PREFIX": "/settings/senders",
     #: Register the Senders pages on ``init_app`` (turn off for an API-only host).
