@@ -10,10 +10,11 @@ sent again, so no retry delivers twice.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -44,8 +45,9 @@ class SendResult:
     accepted: tuple[str, ...] = ()
     #: Recipients the server refused while accepting others: address -> (code, reply).
     refused: Mapping[str, tuple[int, str]] = field(default_factory=dict)
-    #: Why nothing was sent (None on success).
-    error: DeliveryError | SenderNotFound | None = None
+    #: Why nothing was sent (None on success): a DeliveryError, SenderNotFound, or the
+    #: error that stopped the message being prepared (InvalidSenderData, a hook's).
+    error: Exception | None = None
 
     @property
     def ok(self) -> bool:
@@ -165,26 +167,71 @@ class Mailer:
     def send_many(self, messages: Iterable[EmailMessage],
                   sender: int | None = None) -> list[SendResult]:
         """Send a batch over up to SMTP_SENDERS_MAX_CONNECTIONS parallel connections; one
-        result per message, in order. Failures are results, not exceptions."""
+        result per message, in order. Failures are results, not exceptions.
+
+        Each connection prepares (serialises) its next message while the server is busy
+        with the current one, so serialisation mostly hides behind the network.
+        """
         sender_id = self._sender_id(sender)
-        route = self._refresh(sender_id)
-        envelopes = [self._prepare(message, route.sender) for message in messages]
-        actor = self._service.hooks.smtp_senders_actor()
-        workers = max(1, min(self._max_connections, len(envelopes)))
+        sender_row = self._refresh(sender_id).sender
+        items = list(messages)
+        envelopes: list[_Envelope | None] = [None] * len(items)
+        results: list[SendResult | None] = [None] * len(items)
+        counter = itertools.count()
+        counter_lock = threading.Lock()
+
+        def take() -> int | None:
+            with counter_lock:
+                index = next(counter)
+            return index if index < len(items) else None
+
+        def prepare(index: int | None) -> _Envelope | SendResult | None:
+            if index is None:
+                return None
+            try:
+                envelopes[index] = self._prepare(items[index], sender_row)
+            except Exception as exc:  # a bad message or a failing hook: that message fails
+                log.warning("message %s could not be prepared: %s", index, type(exc).__name__)
+                return SendResult(None, error=exc)
+            return envelopes[index]
+
+        def work() -> None:
+            index = take()
+            ready = prepare(index)
+            while index is not None:
+                following = take()
+                lookahead: list[_Envelope | SendResult | None] = []
+
+                def ahead(following: int | None = following,
+                          lookahead: list[_Envelope | SendResult | None] = lookahead) -> None:
+                    if not lookahead:
+                        lookahead.append(prepare(following))
+
+                if isinstance(ready, _Envelope):
+                    results[index] = self._deliver(sender_id, ready, ahead)
+                else:
+                    results[index] = ready
+                ahead()
+                index, ready = following, lookahead[0]
+
+        workers = max(1, min(self._max_connections, len(items)))
         if workers == 1:
-            results = [self._deliver(sender_id, envelope) for envelope in envelopes]
+            work()
         else:
             app = current_app._get_current_object()  # type: ignore[attr-defined]
 
-            def run(envelope: _Envelope) -> SendResult:
+            def run() -> None:
                 with app.app_context():
-                    return self._deliver(sender_id, envelope)
+                    work()
 
             with ThreadPoolExecutor(workers, thread_name_prefix="smtp-senders") as pool:
-                results = list(pool.map(run, envelopes))
-        for envelope, result in zip(envelopes, results, strict=True):
+                for future in [pool.submit(run) for _ in range(workers)]:
+                    future.result()
+        actor = self._service.hooks.smtp_senders_actor()
+        done = [result for result in results if result is not None]
+        for envelope, result in zip(envelopes, done, strict=True):
             self._audit(actor, sender_id, envelope, result)
-        return results
+        return done
 
     def forget(self, sender_id: int, *, deleted: bool = False) -> None:
         """Called when a sender was edited or deleted in this process."""
@@ -252,7 +299,8 @@ class Mailer:
         return _Envelope(message["Message-ID"], ascii_address(sender.settings.from_address),
                          recipients, serialise(message))
 
-    def _deliver(self, sender_id: int, envelope: _Envelope) -> SendResult:
+    def _deliver(self, sender_id: int, envelope: _Envelope,
+                 while_waiting: Callable[[], None] | None = None) -> SendResult:
         reconnected, retries = False, 0
         while True:
             try:
@@ -264,7 +312,8 @@ class Mailer:
             except DeliveryError as failure:
                 return SendResult(envelope.message_id, error=failure)
             try:
-                refused = connection.send(envelope.from_addr, envelope.recipients, envelope.data)
+                refused = connection.send(envelope.from_addr, envelope.recipients,
+                                          envelope.data, while_waiting=while_waiting)
             except DeliveryError as failure:
                 self.pool.release(route, connection)
                 if failure.delivery_unknown:
@@ -281,7 +330,7 @@ class Mailer:
             accepted = tuple(r for r in envelope.recipients if r not in refused)
             return SendResult(envelope.message_id, accepted, refused)
 
-    def _audit(self, actor: str | None, sender_id: int, envelope: _Envelope,
+    def _audit(self, actor: str | None, sender_id: int, envelope: _Envelope | None,
                result: SendResult) -> None:
         if result.ok:
             event: MessageSent | MessageFailed = MessageSent(
@@ -290,6 +339,7 @@ class Mailer:
         else:
             stage = getattr(result.error, "stage", "sender_not_found")
             event = MessageFailed(actor=actor, sender_id=sender_id,
-                                  recipients=envelope.recipients, stage=stage)
+                                  recipients=envelope.recipients if envelope else (),
+                                  stage=stage)
         self._service._audit_send(event)
 

@@ -230,6 +230,14 @@ class _Refusal(smtplib.SMTPResponseException):
     """The server answered a command with something other than success."""
 
 
+def _run_quietly(work: Callable[[], None]) -> None:
+    """Run side work between a write and its reply; it must never desync the session."""
+    try:
+        work()
+    except Exception:
+        log.exception("work done while waiting for the server failed")
+
+
 def _dot_stuff(data: bytes) -> bytes:
     """DATA's transparency rule (RFC 5321 4.5.2) and its terminator."""
     body = re.sub(rb"(?m)^\.", b"..", data)
@@ -247,13 +255,16 @@ class Connection:
         self._secret = secret
 
     def send(self, from_addr: str, to_addrs: Sequence[str], data: bytes,
-             deadline: Deadline | None = None) -> dict[str, tuple[int, str]]:
+             deadline: Deadline | None = None,
+             while_waiting: Callable[[], None] | None = None) -> dict[str, tuple[int, str]]:
         """Send one message serialised with CRLF line endings.
 
         Returns the recipients the server refused while it accepted others (with the
-        reply code and text). Raises DeliveryError when nothing was accepted; after a
-        refusal the session is reset and stays usable, after a 421 or a broken
-        connection it is closed (``usable`` turns False).
+        reply code and text). ``while_waiting`` runs after the body is written and before
+        its reply is read (the caller prepares its next message in that time). Raises
+        DeliveryError when nothing was accepted; after a refusal the session is reset and
+        stays usable, after a 421 or a broken connection it is closed (``usable`` turns
+        False).
         """
         smtp = self._smtp
         options = smtp.options
@@ -277,6 +288,8 @@ class Connection:
                 raise _Refusal(code, reply)
             body_sent = True
             smtp.send(_dot_stuff(data))
+            if while_waiting is not None:  # the server is busy with the body: use the time
+                _run_quietly(while_waiting)
             code, reply = smtp.getreply()
             if code != 250:
                 raise _Refusal(code, reply)

@@ -300,3 +300,44 @@ def test_deleting_the_default_passes_it_on_and_no_sender_means_not_found(service
     service.delete_sender(b.id)
     with pytest.raises(SenderNotFound):
         service.mailer.send(note(1))
+
+
+def test_a_bad_message_in_a_batch_fails_alone(service, smtp_server, host):
+    from flask_smtp_senders import InvalidSenderData
+
+    server = smtp_server("implicit")
+    sender = add(service, server)
+    nobody = EmailMessage()
+    nobody["Subject"] = "nobody"
+    results = service.mailer.send_many([note(1), nobody, note(3)], sender.id)
+    assert [r.ok for r in results] == [True, False, True]
+    assert isinstance(results[1].error, InvalidSenderData)
+    assert sorted(m.message["Subject"] for m in server.messages) == ["Notification 1",
+                                                                     "Notification 3"]
+    assert [type(e).__name__ for e in host.events] == [
+        "SenderCreated", "MessageSent", "MessageFailed", "MessageSent"]
+
+
+def test_the_next_message_is_prepared_while_the_server_handles_the_current_one(
+        make_app, host, smtp_server):
+    """The single-connection interleave: message N+1 is serialised after the body of N
+    was written and before the server's answer to it was read (the server records a
+    message only after a 0.2 s pause, just before it answers)."""
+    server = smtp_server("implicit", hang_after_data=0.2)
+    app = make_app(plugins=[host], SMTP_SENDERS_MAX_CONNECTIONS=1)
+    order: list[str] = []
+
+    class Spy:
+        @hookimpl
+        def smtp_senders_prepare_message(self, message, sender, purpose):
+            order.append(f"prepare {message['Subject']} ({len(server.messages)} received)")
+
+    with app.app_context():
+        service = app.extensions["smtp_senders"]
+        sender = add(service, server)
+        service.plugin_manager.register(Spy())
+        service.mailer.send_many([note(n) for n in range(3)], sender.id)
+    assert order == ["prepare Notification 0 (0 received)",
+                     "prepare Notification 1 (0 received)",
+                     "prepare Notification 2 (1 received)"]
+    assert len(server.messages) == 3
