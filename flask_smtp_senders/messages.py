@@ -46,4 +46,7 @@ def build_test_message(settings: SenderSettings, recipient: str, subject: str,
 
 
 def serialise(message: EmailMessage) -> bytes:
-    return message.as_bytes(policy=email.policy.SMTP)
+    """CRLF bytes, identical to ``as_bytes(policy=SMTP)`` (fastmail proves it)."""
+    from .fastmail import serialise as fast
+
+    return fast(message)

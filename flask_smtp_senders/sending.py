@@ -26,7 +26,8 @@ from . import transport
 from .crypto import Secret
 from .errors import DeliveryError, InvalidSenderData, SenderNotFound
 from .events import MessageFailed, MessageSent
-from .messages import apply_sender_headers, serialise
+from .fastmail import serialise
+from .messages import apply_sender_headers
 from .store import Sender
 from .validation import ascii_address
 
@@ -89,20 +90,25 @@ class ConnectionPool:
         self._idle: dict[tuple[int, int], list[tuple[transport.Connection, float]]] = {}
         self._current: dict[int, int] = {}  # sender id -> the version still wanted
 
-    def acquire(self, route: _Route) -> tuple[transport.Connection, bool]:
-        """An idle connection if one is fresh enough (reused=True), else a new one."""
+    def acquire(self, route: _Route, *,
+                fresh: bool = False) -> tuple[transport.Connection, bool]:
+        """An idle connection if one is fresh enough (reused=True), else a new one;
+        ``fresh`` skips the idle ones (after a reused one turned out dead)."""
         stale: list[transport.Connection] = []
         found = None
         with self._lock:
             self._current[route.sender.id] = route.sender.version
             stack = self._idle.get(route.key, [])
             now = time.monotonic()
-            while stack and found is None:
+            while stack and found is None and not fresh:
                 connection, since = stack.pop()
                 if connection.usable and now - since < self._idle_timeout:
                     found = connection
                 else:
                     stale.append(connection)
+        if found is not None and found.closed_by_server():  # hung up while idle
+            stale.append(found)
+            found = None
         for connection in stale:
             connection.close()
         if found is not None:
@@ -308,7 +314,7 @@ class Mailer:
             except SenderNotFound as gone:
                 return SendResult(envelope.message_id, error=gone)
             try:
-                connection, reused = self.pool.acquire(route)
+                connection, reused = self.pool.acquire(route, fresh=reconnected)
             except DeliveryError as failure:
                 return SendResult(envelope.message_id, error=failure)
             try:

@@ -17,6 +17,7 @@ import enum
 import hmac
 import logging
 import re
+import select
 import smtplib
 import socket
 import ssl
@@ -312,6 +313,16 @@ class Connection:
     def usable(self) -> bool:
         """Still connected and in step with the server (a pool may reuse it)."""
         return self._smtp.sock is not None
+
+    def closed_by_server(self) -> bool:
+        """For an idle connection: anything readable is the server's EOF or its 421."""
+        sock = self._smtp.sock
+        if sock is None:
+            return True
+        try:
+            return bool(select.select([sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
 
     def _reset(self) -> None:
         try:

@@ -154,7 +154,9 @@ def _bound_listener(port: int | None = None, *, wait: float = 2.0) -> socket.soc
     """
     deadline = time.monotonic() + wait
     while True:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets whose protocol
+        # says TCP, and without it every test connection stalls twice (Nagle, delayed ACK).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             if port:
                 # A previous server on this port may leave TIME_WAIT connections behind.

@@ -341,3 +341,21 @@ def test_the_next_message_is_prepared_while_the_server_handles_the_current_one(
                      "prepare Notification 1 (0 received)",
                      "prepare Notification 2 (1 received)"]
     assert len(server.messages) == 3
+
+
+def test_after_an_idle_gap_every_pooled_connection_the_server_dropped_is_replaced(
+        make_app, host, smtp_server):
+    """Case B18 with a full pool: four idle connections all closed by the server; the next
+    batch loses nothing (a reconnect must not pick another dead connection)."""
+    server = smtp_server("implicit", timeout=0.5)
+    app = make_app(plugins=[host], SMTP_SENDERS_MAX_CONNECTIONS=4,
+                   SMTP_SENDERS_POOL_IDLE_TIMEOUT=60.0)
+    with app.app_context():
+        service = app.extensions["smtp_senders"]
+        sender = add(service, server)
+        first = service.mailer.send_many([note(n) for n in range(40)], sender.id)
+        time.sleep(1.0)
+        second = service.mailer.send_many([note(n) for n in range(40, 80)], sender.id)
+    assert all(r.ok for r in first + second)
+    assert len(server.messages) == 80
+    assert len({m.message["Subject"] for m in server.messages}) == 80
