@@ -24,10 +24,10 @@ from flask import current_app
 
 from . import transport
 from .crypto import Secret
-from .errors import DeliveryError, InvalidSenderData, SenderNotFound
+from .errors import ConcurrentUpdate, DeliveryError, InvalidSenderData, SenderNotFound
 from .events import MessageFailed, MessageSent
 from .fastmail import serialise
-from .messages import apply_sender_headers
+from .messages import SenderHeaders
 from .store import Sender
 from .validation import ascii_address
 
@@ -61,6 +61,10 @@ class _Route:
 
     sender: Sender
     secret: Secret = field(repr=False)
+    headers: SenderHeaders = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", SenderHeaders(self.sender.settings))
 
     @property
     def key(self) -> tuple[int, int]:
@@ -74,6 +78,8 @@ class _Route:
 
 @dataclass(frozen=True)
 class _Envelope:
+    #: The sender version whose headers the message carries.
+    version: int
     message_id: str | None
     from_addr: str
     recipients: tuple[str, ...]
@@ -179,7 +185,7 @@ class Mailer:
         with the current one, so serialisation mostly hides behind the network.
         """
         sender_id = self._sender_id(sender)
-        sender_row = self._refresh(sender_id).sender
+        self._refresh(sender_id)
         items = list(messages)
         envelopes: list[_Envelope | None] = [None] * len(items)
         results: list[SendResult | None] = [None] * len(items)
@@ -195,7 +201,7 @@ class Mailer:
             if index is None:
                 return None
             try:
-                envelopes[index] = self._prepare(items[index], sender_row)
+                envelopes[index] = self._prepare(items[index], self._route(sender_id))
             except Exception as exc:  # a bad message or a failing hook: that message fails
                 log.warning("message %s could not be prepared: %s", index, type(exc).__name__)
                 return SendResult(None, error=exc)
@@ -289,10 +295,10 @@ class Mailer:
                 self._gone.add(sender_id)
             raise
 
-    def _prepare(self, message: EmailMessage, sender: Sender) -> _Envelope:
-        apply_sender_headers(message, sender.settings)
+    def _prepare(self, message: EmailMessage, route: _Route) -> _Envelope:
+        route.headers.apply(message)
         self._service.hooks.smtp_senders_prepare_message(
-            message=message, sender=sender, purpose="notification")
+            message=message, sender=route.sender, purpose="notification")
         recipients = tuple(
             ascii_address(address.addr_spec)
             for name in ("To", "Cc", "Bcc")
@@ -302,8 +308,8 @@ class Mailer:
         if not recipients:
             raise InvalidSenderData({"recipients": "The message has no recipient."})
         del message["Bcc"]
-        return _Envelope(message["Message-ID"], ascii_address(sender.settings.from_address),
-                         recipients, serialise(message))
+        return _Envelope(route.sender.version, message["Message-ID"],
+                         route.headers.envelope_from, recipients, serialise(message))
 
     def _deliver(self, sender_id: int, envelope: _Envelope,
                  while_waiting: Callable[[], None] | None = None) -> SendResult:
@@ -313,6 +319,9 @@ class Mailer:
                 route = self._route(sender_id)
             except SenderNotFound as gone:
                 return SendResult(envelope.message_id, error=gone)
+            if route.sender.version != envelope.version:  # never old headers, new server
+                return SendResult(envelope.message_id, error=ConcurrentUpdate(
+                    f"sender {sender_id} was edited before this message went out; not sent"))
             try:
                 connection, reused = self.pool.acquire(route, fresh=reconnected)
             except DeliveryError as failure:

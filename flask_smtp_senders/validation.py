@@ -7,6 +7,7 @@ SMTPUTF8: a non-ASCII local part is refused and an IDN domain is punycoded on th
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, fields
@@ -74,6 +75,7 @@ def normalise_address(value: str) -> str:
         raise ValueError(f"Enter a valid email address. {exc}") from None
 
 
+@functools.lru_cache(maxsize=4096)
 def ascii_address(value: str) -> str:
     """The address as it goes on the wire: the domain in punycode."""
     return validate_email(

@@ -359,3 +359,38 @@ def test_after_an_idle_gap_every_pooled_connection_the_server_dropped_is_replace
     assert all(r.ok for r in first + second)
     assert len(server.messages) == 80
     assert len({m.message["Subject"] for m in server.messages}) == 80
+
+
+def test_sender_edited_during_a_batch_never_mixes_old_and_new_settings(make_app, host,
+                                                                      smtp_server):
+    """Case F3 in flight: messages before the edit go out whole through the old settings,
+    messages after it whole through the new ones; one prepared with the old From while
+    the edit landed is not sent at all."""
+    from flask_smtp_senders import ConcurrentUpdate
+
+    old = smtp_server("implicit")
+    new = smtp_server("implicit", users={"bob": "n3w"})
+    app = make_app(plugins=[host], SMTP_SENDERS_MAX_CONNECTIONS=1)
+    with app.app_context():
+        service = app.extensions["smtp_senders"]
+        sender = add(service, old)
+
+        def edit_after_five() -> None:
+            deadline = time.monotonic() + 10
+            while len(old.messages) < 5 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            with app.app_context():
+                service.update_sender(sender.id, sender.version, SenderSettings(
+                    username="bob", server_name=SERVER_NAME, port=new.port,
+                    from_name="New", from_address="new@example.com"), "n3w")
+
+        editor = threading.Thread(target=edit_after_five)
+        editor.start()
+        results = service.mailer.send_many([note(n) for n in range(300)], sender.id)
+        editor.join()
+    assert all(r.ok or isinstance(r.error, ConcurrentUpdate) for r in results)
+    assert len(old.messages) + len(new.messages) == sum(r.ok for r in results)
+    assert old.messages and new.messages
+    assert {m.message["From"] for m in old.messages} == {"Acme <noreply@example.com>"}
+    assert {m.message["From"] for m in new.messages} == {"New <new@example.com>"}
+    assert {m.mail_from for m in new.messages} == {"new@example.com"}
