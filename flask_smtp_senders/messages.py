@@ -1,8 +1,8 @@
 """Building and serialising the messages we send.
 
 Headers take addresses in their ASCII form (IDN domains punycoded) and display names as
-typed (the SMTP policy RFC 2047-encodes them). Serialisation uses ``email.policy.SMTP`` so
-line endings are CRLF, which smtplib does not fix for bytes.
+typed (the SMTP policy RFC 2047-encodes them). Serialisation is fastmail's (CRLF line
+endings, byte-identical to ``email.policy.SMTP``).
 """
 
 from __future__ import annotations
@@ -19,20 +19,6 @@ from .validation import SenderSettings, ascii_address
 
 def address_header(name: str, address: str) -> Address:
     return Address(display_name=name, addr_spec=ascii_address(address))
-
-
-def apply_sender_headers(message: EmailMessage, settings: SenderSettings) -> None:
-    """From, Reply-To (only when set), Date and Message-ID, unless the message has them."""
-    if "From" not in message:
-        message["From"] = address_header(settings.from_name, settings.from_address)
-    if "Reply-To" not in message and settings.reply_to_address:
-        message["Reply-To"] = address_header(settings.reply_to_name,
-                                             settings.reply_to_address)
-    if "Date" not in message:
-        message["Date"] = email.utils.format_datetime(datetime.now(timezone.utc))
-    if "Message-ID" not in message:
-        domain = ascii_address(settings.from_address).rpartition("@")[2]
-        message["Message-ID"] = email.utils.make_msgid(domain=domain)
 
 
 class SenderHeaders:
@@ -60,7 +46,8 @@ class SenderHeaders:
         return self._date[1]
 
     def apply(self, message: EmailMessage) -> None:
-        """Like :func:`apply_sender_headers`, with the prepared header objects."""
+        """From, Reply-To (only when set), Date and Message-ID, unless the message has
+        them."""
         if "From" not in message:
             message["From"] = self.from_
         if "Reply-To" not in message and self.reply_to is not None:
@@ -77,13 +64,7 @@ def build_test_message(settings: SenderSettings, recipient: str, subject: str,
     message = EmailMessage()
     message["Subject"] = subject
     message["To"] = ascii_address(recipient)
-    apply_sender_headers(message, settings)
+    SenderHeaders(settings).apply(message)
     message.set_content(body)
     return message
 
-
-def serialise(message: EmailMessage) -> bytes:
-    """CRLF bytes, identical to ``as_bytes(policy=SMTP)`` (fastmail proves it)."""
-    from .fastmail import serialise as fast
-
-    return fast(message)

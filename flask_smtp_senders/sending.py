@@ -70,11 +70,6 @@ class _Route:
     def key(self) -> tuple[int, int]:
         return self.sender.id, self.sender.version
 
-    @property
-    def server(self) -> transport.ServerAddress:
-        settings = self.sender.settings
-        return transport.ServerAddress(settings.server_name, settings.port, settings.username)
-
 
 @dataclass(frozen=True)
 class _Envelope:
@@ -119,7 +114,7 @@ class ConnectionPool:
             connection.close()
         if found is not None:
             return found, True
-        return transport.connect(route.server, route.secret, self._options), False
+        return transport.connect(route.sender.server, route.secret, self._options), False
 
     def release(self, route: _Route, connection: transport.Connection) -> None:
         """Keep a healthy connection of the current version; close anything else."""

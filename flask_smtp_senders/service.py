@@ -37,7 +37,8 @@ from .events import (
     TestEmailFailed,
     TestEmailSent,
 )
-from .messages import build_test_message, serialise
+from .fastmail import serialise
+from .messages import build_test_message
 from .store import Sender, SenderStore
 from .validation import (
     SenderSettings,
@@ -246,7 +247,6 @@ class SenderService:
         data = serialise(test_message)
         options = self.transport_options
         deadline = transport.Deadline(options.deadline, options.operation_timeout)
-        server = transport.ServerAddress(settings.server_name, settings.port, settings.username)
-        with transport.connect(server, secret, options, deadline) as connection:
+        with transport.connect(sender.server, secret, options, deadline) as connection:
             connection.send(ascii_address(settings.from_address), [ascii_address(recipient)],
                             data, deadline)

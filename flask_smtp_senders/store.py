@@ -22,7 +22,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from .crypto import EncryptedPassword, PasswordUnreadable
 from .errors import ConcurrentUpdate, SenderNotFound, StorageError
 from .models import Base, SenderRow
-from .transport import Security, security_for_port
+from .transport import Security, ServerAddress, security_for_port
 from .validation import SETTING_NAMES, SenderSettings
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,12 @@ class Sender:
     @property
     def security(self) -> Security:
         return security_for_port(self.settings.port)
+
+    @property
+    def server(self) -> ServerAddress:
+        """Where to connect, and as whom."""
+        return ServerAddress(self.settings.server_name, self.settings.port,
+                             self.settings.username)
 
 
 BeforeCommit = Callable[[Sender], None]
