@@ -15,13 +15,16 @@ What takes the fast path:
 - a ``text/*`` message, or a ``multipart/*`` tree of ``text/*`` leaves (the text-only and
   text + HTML messages that ``set_content`` / ``add_alternative`` build), whose bodies
   ``set_content`` encoded as 7bit, quoted-printable, base64 or 8bit UTF-8;
-- headers are the header objects the ``email`` package makes (not raw strings kept from a
-  parsed message). A header of a kind whose text *is* its folded form (unstructured, date,
-  MIME-Version, Content-*, Message-ID) is written directly when it is printable ASCII,
-  carries no defect and fits on one 78-character line. Every other header -- an address
-  header (its folded form keeps the source's spelling, which no public API exposes), a
-  non-ASCII one, one that needs folding or RFC 2047 encoding -- is folded by the stdlib's
-  own ``header.fold(policy=SMTP)``, which is exactly what ``BytesGenerator`` calls.
+- headers are the header objects the ``email`` package makes, or strings stored with
+  ``set_raw`` (SenderHeaders stores the sender's pre-folded headers that way). A header
+  object whose folded form is its text on one line -- unstructured, date, MIME-Version,
+  Content-*, Message-ID (their ``str()``), and address headers (the text of their parse
+  tree, which keeps the source's spelling) -- is written directly when that text is
+  printable ASCII, carries no defect and fits on one 78-character line; a string is
+  written line by line, as the policy does, when its lines are printable ASCII and fit.
+  Every other header -- a non-ASCII one, one that needs folding or RFC 2047 encoding --
+  is folded by the stdlib's own ``header.fold(policy=SMTP)``, which is exactly what
+  ``BytesGenerator`` calls.
 
 Everything else -- attachments, ``message/*`` parts, other content types, parsed messages,
 a Content-Type it does not recognise, a body that is not what ``set_content`` produces --
@@ -35,9 +38,11 @@ path serialises a message once. Serialising the same message twice therefore giv
 boundaries, as two fresh messages would.
 
 Only public ``email`` APIs are used, plus ``Message.raw_items()``, the method the stdlib
-documents as the generator's view of the headers. The first call checks a few probe
-messages against the stdlib and turns the fast path off (with a warning) if any differs,
-so a Python release that changes the folding rules costs speed, never correctness.
+documents as the generator's view of the headers, and an address header's
+``_parse_tree`` (read only; without it the stdlib folds the header). The first call
+checks a few probe messages against the stdlib and turns the fast path off (with a
+warning) if any differs, so a Python release that changes the folding rules costs speed,
+never correctness.
 """
 
 from __future__ import annotations
@@ -75,6 +80,16 @@ _VERBATIM_BASES = frozenset({
     headerregistry.ContentDispositionHeader,
     headerregistry.ContentTransferEncodingHeader,
     headerregistry.MessageIDHeader,
+})
+
+# Address headers fold from their parse tree, which keeps the source's spelling
+# ("<a@b.c>" stays so, while str() says "a@b.c"): the tree's text is what a line that fits
+# holds. ``_parse_tree`` is the one private attribute read here (see the module's doc).
+_ADDRESS_BASES = frozenset({
+    headerregistry.AddressHeader,
+    headerregistry.UniqueAddressHeader,
+    headerregistry.SingleAddressHeader,
+    headerregistry.UniqueSingleAddressHeader,
 })
 
 # multipart Content-Type in the canonical spelling set_boundary() writes; the boundary is
@@ -143,7 +158,7 @@ def _plan(msg: Message, depth: int) -> _Multipart | bytes:
             if name.lower() == "content-disposition" and str(value).lower() != "inline":
                 raise _Unhandled("attachment")
         body = _text_body(msg, text.group(1))
-        head = "".join([_fold(value) for _name, value in headers]) + _NL
+        head = "".join([_fold(name, value) for name, value in headers]) + _NL
         return head.encode("ascii", "surrogateescape") + body
     multipart = _MULTIPART.fullmatch(type_text)
     if multipart is None or depth >= _MAX_DEPTH:
@@ -164,10 +179,10 @@ def _plan(msg: Message, depth: int) -> _Multipart | bytes:
     elif len(content_type.name) + len(type_text) + 2 > _MAXLEN:
         content_type_line = _boundary_line(content_type.name, multipart.group(1), boundary)
     else:
-        content_type_line = _fold(content_type)
+        content_type_line = _fold(raw_name, content_type)
     lines: list[str | None] = [
-        content_type_line if value is content_type else _fold(value)
-        for _name, value in headers]
+        content_type_line if value is content_type else _fold(name, value)
+        for name, value in headers]
     lines.append(_NL)
     return _Multipart(lines, raw_name, multipart.group(1), boundary, parts, preamble,
                       epilogue)
@@ -202,21 +217,42 @@ def _render(node: _Multipart | bytes) -> bytes:
     return b"".join(out)
 
 
-def _fold(value: object) -> str:
+def _fold(name: str, value: object) -> str:
     """What ``POLICY.fold_binary(name, value)`` writes, before encoding."""
     if not isinstance(value, headerregistry.BaseHeader):
-        raise _Unhandled("a raw header string")  # a parsed message: refolding rules apply
+        return _raw_line(name, value)
     # HeaderRegistry makes a new class per header (type('_' + base, (base, BaseHeader))),
     # so look at its first base every time rather than caching by class.
     bases = type(value).__bases__
-    if bases and bases[0] in _VERBATIM_BASES:
+    base = bases[0] if bases else None
+    if base in _VERBATIM_BASES:
         text = str(value)
-        name = value.name  # BaseHeader.fold writes its own name, not the stored key
-        if (text and len(name) + len(text) + 2 <= _MAXLEN and text.isascii()
-                and text.isprintable() and "=?" not in text and not value.defects
-                and _NAME.fullmatch(name)):
-            return f"{name}: {text}{_NL}"
+    elif base in _ADDRESS_BASES:  # folded from its parse tree: the source's spelling
+        tree = getattr(value, "_parse_tree", None)
+        text = "" if tree is None else str(tree)
+    else:
+        text = ""
+    name = value.name  # BaseHeader.fold writes its own name, not the stored key
+    if (text and len(name) + len(text) + 2 <= _MAXLEN and text.isascii()
+            and text.isprintable() and "=?" not in text and not value.defects
+            and _NAME.fullmatch(name)):
+        return f"{name}: {text}{_NL}"
     return value.fold(policy=POLICY)
+
+
+def _raw_line(name: str, value: object) -> str:
+    """A value stored as a string (``set_raw``, as SenderHeaders does): the policy writes
+    its lines back as they are unless one is too long (then it re-parses and refolds:
+    the stdlib's job). Only printable ASCII lines are taken here."""
+    if not isinstance(value, str) or not _NAME.fullmatch(name):
+        raise _Unhandled("a raw header of another kind")
+    lines = value.splitlines()
+    if not all(line.isascii() and line.isprintable() for line in lines):
+        raise _Unhandled("a raw header with other characters")
+    if lines and (len(lines[0]) + len(name) + 2 > _MAXLEN
+                  or any(len(line) > _MAXLEN for line in lines[1:])):
+        raise _Unhandled("a raw header the policy refolds")
+    return f"{name}: {_NL.join(lines)}{_NL}"
 
 
 def _text_body(msg: Message, charset: str | None) -> bytes:
@@ -309,6 +345,7 @@ def _probes() -> list[Message]:
         message = EmailMessage()
         message["From"] = Address("Acme Notifications", addr_spec="noreply@example.com")
         message["To"] = "user@example.com, Other <other@example.com>"
+        message["Cc"] = "<angle@example.com>,plain@example.com"  # spelled as typed
         message["Subject"] = "Your report is ready"
         message["Date"] = "Tue, 01 Jul 2025 10:00:00 +0000"
         message["Message-ID"] = "<probe.1@example.com>"

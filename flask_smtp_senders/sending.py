@@ -14,7 +14,8 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -27,7 +28,7 @@ from .crypto import Secret
 from .errors import ConcurrentUpdate, DeliveryError, InvalidSenderData, SenderNotFound
 from .events import MessageFailed, MessageSent
 from .fastmail import serialise
-from .messages import SenderHeaders
+from .messages import SenderHeaders, message_id
 from .store import Sender
 from .validation import ascii_address
 
@@ -176,8 +177,8 @@ class Mailer:
         """Send a batch over up to SMTP_SENDERS_MAX_CONNECTIONS parallel connections; one
         result per message, in order. Failures are results, not exceptions.
 
-        Each connection prepares (serialises) its next message while the server is busy
-        with the current one, so serialisation mostly hides behind the network.
+        Each connection pipelines (RFC 2920) when the server offers it, and prepares
+        (serialises) its next message while the server is busy with the current one.
         """
         sender_id = self._sender_id(sender)
         self._refresh(sender_id)
@@ -187,39 +188,24 @@ class Mailer:
         counter = itertools.count()
         counter_lock = threading.Lock()
 
-        def take() -> int | None:
-            with counter_lock:
-                index = next(counter)
-            return index if index < len(items) else None
-
-        def prepare(index: int | None) -> _Envelope | SendResult | None:
-            if index is None:
-                return None
-            try:
-                envelopes[index] = self._prepare(items[index], self._route(sender_id))
-            except Exception as exc:  # a bad message or a failing hook: that message fails
-                log.warning("message %s could not be prepared: %s", index, type(exc).__name__)
-                return SendResult(None, error=exc)
-            return envelopes[index]
+        def prepared() -> _Job | None:
+            """The next message of the batch, prepared; None when there are no more."""
+            while True:
+                with counter_lock:
+                    index = next(counter)
+                if index >= len(items):
+                    return None
+                try:
+                    envelopes[index] = self._prepare(items[index], self._route(sender_id))
+                except Exception as exc:  # a bad message or a failing hook: it fails alone
+                    log.warning("message %s could not be prepared: %s", index,
+                                type(exc).__name__)
+                    results[index] = SendResult(None, error=exc)
+                    continue
+                return _Job(index, envelopes[index])
 
         def work() -> None:
-            index = take()
-            ready = prepare(index)
-            while index is not None:
-                following = take()
-                lookahead: list[_Envelope | SendResult | None] = []
-
-                def ahead(following: int | None = following,
-                          lookahead: list[_Envelope | SendResult | None] = lookahead) -> None:
-                    if not lookahead:
-                        lookahead.append(prepare(following))
-
-                if isinstance(ready, _Envelope):
-                    results[index] = self._deliver(sender_id, ready, ahead)
-                else:
-                    results[index] = ready
-                ahead()
-                index, ready = following, lookahead[0]
+            _Worker(self, sender_id, prepared, results).run()
 
         workers = max(1, min(self._max_connections, len(items)))
         if workers == 1:
@@ -303,42 +289,8 @@ class Mailer:
         if not recipients:
             raise InvalidSenderData({"recipients": "The message has no recipient."})
         del message["Bcc"]
-        return _Envelope(route.sender.version, message["Message-ID"],
+        return _Envelope(route.sender.version, message_id(message),
                          route.headers.envelope_from, recipients, serialise(message))
-
-    def _deliver(self, sender_id: int, envelope: _Envelope,
-                 while_waiting: Callable[[], None] | None = None) -> SendResult:
-        reconnected, retries = False, 0
-        while True:
-            try:
-                route = self._route(sender_id)
-            except SenderNotFound as gone:
-                return SendResult(envelope.message_id, error=gone)
-            if route.sender.version != envelope.version:  # never old headers, new server
-                return SendResult(envelope.message_id, error=ConcurrentUpdate(
-                    f"sender {sender_id} was edited before this message went out; not sent"))
-            try:
-                connection, reused = self.pool.acquire(route, fresh=reconnected)
-            except DeliveryError as failure:
-                return SendResult(envelope.message_id, error=failure)
-            try:
-                refused = connection.send(envelope.from_addr, envelope.recipients,
-                                          envelope.data, while_waiting=while_waiting)
-            except DeliveryError as failure:
-                self.pool.release(route, connection)
-                if failure.delivery_unknown:
-                    return SendResult(envelope.message_id, error=failure)
-                if not reconnected and (failure.code == 421 or (reused and failure.code is None)):
-                    reconnected = True  # closed while idle, or told to go away: once more
-                    continue
-                if failure.temporary and retries < self._retries:
-                    retries += 1
-                    time.sleep(self._backoff * 2 ** (retries - 1))
-                    continue
-                return SendResult(envelope.message_id, error=failure)
-            self.pool.release(route, connection)
-            accepted = tuple(r for r in envelope.recipients if r not in refused)
-            return SendResult(envelope.message_id, accepted, refused)
 
     def _audit(self, actor: str | None, sender_id: int, envelope: _Envelope | None,
                result: SendResult) -> None:
@@ -353,3 +305,120 @@ class Mailer:
                                   stage=stage)
         self._service._audit_send(event)
 
+
+
+@dataclass
+class _Job:
+    """A prepared message and what befell it so far (the transport reads the envelope
+    fields through the properties)."""
+
+    index: int
+    envelope: _Envelope
+    reconnected: bool = False
+    retries: int = 0
+
+    @property
+    def from_addr(self) -> str:
+        return self.envelope.from_addr
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return self.envelope.recipients
+
+    @property
+    def data(self) -> bytes:
+        return self.envelope.data
+
+
+class _Worker:
+    """One connection's share of a batch: streams jobs through pooled connections (the
+    transport pipelines when it can), gives a job whose connection broke under it one
+    transparent reconnect, retries temporary refusals a bounded number of times with
+    backoff, and never sends again a job whose fate is unknown."""
+
+    def __init__(self, mailer: Mailer, sender_id: int, prepared: Callable[[], _Job | None],
+                 results: list[SendResult | None]) -> None:
+        self._mailer = mailer
+        self._sender_id = sender_id
+        self._prepared = prepared
+        self._results = results
+        self._pending: deque[_Job] = deque()  # to send before taking new ones
+        self._later: list[_Job] = []  # refused for now: after a backoff
+        self._exhausted = False
+
+    def run(self) -> None:
+        while True:
+            self._stream()
+            if not self._later:
+                return
+            retries = max(job.retries for job in self._later)
+            time.sleep(self._mailer._backoff * 2 ** (retries - 1))
+            self._pending.extend(self._later)
+            self._later.clear()
+
+    def _next(self) -> _Job | None:
+        if self._pending:
+            return self._pending.popleft()
+        job = None if self._exhausted else self._prepared()
+        self._exhausted = job is None
+        return job
+
+    def _stream(self) -> None:
+        """Send until no job is left, connection after connection."""
+        fresh = False
+        while (job := self._next()) is not None:
+            try:
+                route = self._mailer._route(self._sender_id)
+            except SenderNotFound as gone:
+                self._finish(job, error=gone)
+                continue
+            if job.envelope.version != route.sender.version:  # never old headers, new server
+                self._finish(job, error=ConcurrentUpdate(
+                    f"sender {self._sender_id} was edited before this message went out; "
+                    "not sent"))
+                continue
+            try:
+                connection, _reused = self._mailer.pool.acquire(route, fresh=fresh)
+            except DeliveryError as failure:
+                self._finish(job, error=failure)
+                continue
+            self._pending.appendleft(job)
+            broken = False
+            for sent, outcome in connection.send_pipelined(self._jobs(route)):
+                broken |= self._settle(sent, outcome) and not connection.usable
+            self._mailer.pool.release(route, connection)
+            fresh = broken  # a reused connection died under us: skip the other idle ones
+
+    def _jobs(self, route: _Route) -> Iterator[_Job]:
+        """Jobs for this connection; stops (keeping the job) at one prepared for another
+        version of the sender, which needs a connection of its own."""
+        while (job := self._next()) is not None:
+            if job.envelope.version != route.sender.version:
+                self._pending.appendleft(job)
+                return
+            yield job
+
+    def _settle(self, job: _Job, outcome: dict[str, tuple[int, str]] | DeliveryError) -> bool:
+        """Record a job's outcome or queue it again; True when it is sent again because
+        its connection broke."""
+        if not isinstance(outcome, DeliveryError):
+            accepted = tuple(r for r in job.recipients if r not in outcome)
+            self._results[job.index] = SendResult(job.envelope.message_id, accepted, outcome)
+            return False
+        if outcome.delivery_unknown:
+            self._finish(job, error=outcome)
+            return False
+        broke = outcome.code == 421 or (outcome.code is None and outcome.stage != "timeout")
+        if broke and not job.reconnected:  # closed while idle, or told to go away: once more
+            job.reconnected = True
+            self._pending.append(job)
+            return True
+        if outcome.temporary and job.retries < self._mailer._retries:
+            job.retries += 1
+            self._later.append(job)
+            return False
+        self._finish(job, error=outcome)
+        return False
+
+    def _finish(self, job: _Job, *, error: Exception) -> None:
+        self._results[job.index] = SendResult(job.envelope.message_id, error=error)

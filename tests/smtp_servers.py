@@ -401,9 +401,16 @@ class _Handler:
     async def handle_DATA(
         self, server: _RecordingSMTP, session: Session, envelope: Envelope
     ) -> Any:
-        if self.recorder.hang_after_data > 0:
-            await asyncio.sleep(self.recorder.hang_after_data)  # cancelled on disconnect
-        self.recorder._record_message(server, session, envelope)
+        recorder = self.recorder
+        content = envelope.original_content or b""
+        if any(marker in content for marker in recorder.reject_content):
+            return "554 5.6.0 Message content rejected"
+        if recorder.hang_after_data > 0:
+            await asyncio.sleep(recorder.hang_after_data)  # cancelled on disconnect
+        recorder._record_message(server, session, envelope)
+        if recorder.drop_on_data and len(recorder.messages) == recorder.drop_on_data:
+            # Delivered, but the client never hears so: its state for this one is unknown.
+            server.transport.abort()  # the 250 below goes nowhere
         return MISSING
 
     async def handle_exception(self, error: Exception) -> str:
@@ -483,6 +490,9 @@ class RecordingServer:
         port: int | None = None,
         drop_after: int = 0,
         tempfail_mail: int = 0,
+        pipelining: bool = False,
+        drop_on_data: int = 0,
+        reject_content: Iterable[bytes] = (),
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
@@ -494,6 +504,13 @@ class RecordingServer:
         self.drop_after = int(drop_after)
         #: Answer this many MAIL commands (over all connections) with 451 first.
         self.tempfail_mail = int(tempfail_mail)
+        #: Advertise PIPELINING in EHLO (aiosmtpd reads commands from a stream, so
+        #: pipelined input just works).
+        self.pipelining = bool(pipelining)
+        #: Record the Nth message (over all connections), then hang up without replying.
+        self.drop_on_data = int(drop_on_data)
+        #: Answer 554 to a body containing any of these bytes (nothing is recorded).
+        self.reject_content = tuple(reject_content)
         # aiosmtpd drops a connection idle for `timeout`; a hanging DATA must outlive it.
         self.timeout = (max(float(timeout), self.hang_after_data + 2.0)
                         if self.hang_after_data else float(timeout))
@@ -682,6 +699,8 @@ class RecordingServer:
         lines = [r for r in responses if offer_auth or not r[4:].upper().startswith("AUTH")]
         if config.fake_starttls:
             lines.insert(len(lines) - 1, "250-STARTTLS")
+        if self.pipelining:
+            lines.insert(len(lines) - 1, "250-PIPELINING")
         return lines
 
     def _check_credentials(
@@ -884,6 +903,9 @@ def smtp_server(tls_material: TLSMaterial) -> Iterator[Callable[..., RecordingSe
         port: int | None = None,
         drop_after: int = 0,
         tempfail_mail: int = 0,
+        pipelining: bool = False,
+        drop_on_data: int = 0,
+        reject_content: Iterable[bytes] = (),
     ) -> RecordingServer:
         server = RecordingServer(
             mode,
@@ -899,6 +921,9 @@ def smtp_server(tls_material: TLSMaterial) -> Iterator[Callable[..., RecordingSe
             port=port,
             drop_after=drop_after,
             tempfail_mail=tempfail_mail,
+            pipelining=pipelining,
+            drop_on_data=drop_on_data,
+            reject_content=reject_content,
         )
         server.start()
         started.append(server)

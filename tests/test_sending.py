@@ -133,10 +133,11 @@ def test_server_hanging_after_data_fails_and_the_connection_is_discarded(make_ap
         assert server.connections == 1  # no retry
 
 
+@pytest.mark.parametrize("pipelining", [False, True])
 def test_421_in_the_middle_of_a_batch_reconnects_once_and_loses_nothing(make_app, host,
-                                                                       smtp_server):
+                                                                       smtp_server, pipelining):
     """Case B17: the server hangs up after every 30 messages; 100 go out, each once."""
-    server = smtp_server("implicit", drop_after=30)
+    server = smtp_server("implicit", drop_after=30, pipelining=pipelining)
     app = make_app(plugins=[host], SMTP_SENDERS_MAX_CONNECTIONS=1)
     with app.app_context():
         service = app.extensions["smtp_senders"]
@@ -163,16 +164,19 @@ def test_connection_closed_by_the_servers_idle_timeout_is_replaced(make_app, hos
     assert len(server.messages) == 2 and server.connections == 2
 
 
-def test_temporary_refusals_are_retried_with_backoff_then_succeed(service, smtp_server):
-    server = smtp_server("implicit", tempfail_mail=2)
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_temporary_refusals_are_retried_with_backoff_then_succeed(service, smtp_server,
+                                                                  pipelining):
+    server = smtp_server("implicit", tempfail_mail=2, pipelining=pipelining)
     sender = add(service, server)
     result = service.mailer.send(note(1), sender.id)
     assert result.ok and len(server.messages) == 1
     assert len(server.mail_from_seen) == 3
 
 
-def test_retries_are_bounded(service, smtp_server):
-    server = smtp_server("implicit", tempfail_mail=10)
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_retries_are_bounded(service, smtp_server, pipelining):
+    server = smtp_server("implicit", tempfail_mail=10, pipelining=pipelining)
     sender = add(service, server)
     with pytest.raises(DeliveryError) as caught:
         service.mailer.send(note(1), sender.id)
@@ -318,13 +322,8 @@ def test_a_bad_message_in_a_batch_fails_alone(service, smtp_server, host):
         "SenderCreated", "MessageSent", "MessageFailed", "MessageSent"]
 
 
-def test_the_next_message_is_prepared_while_the_server_handles_the_current_one(
-        make_app, host, smtp_server):
-    """The single-connection interleave: message N+1 is serialised after the body of N
-    was written and before the server's answer to it was read (the server records a
-    message only after a 0.2 s pause, just before it answers)."""
-    server = smtp_server("implicit", hang_after_data=0.2)
-    app = make_app(plugins=[host], SMTP_SENDERS_MAX_CONNECTIONS=1)
+def prepare_order(app, server, count: int) -> list[str]:
+    """Which messages were prepared when, by how many the server had received."""
     order: list[str] = []
 
     class Spy:
@@ -336,10 +335,21 @@ def test_the_next_message_is_prepared_while_the_server_handles_the_current_one(
         service = app.extensions["smtp_senders"]
         sender = add(service, server)
         service.plugin_manager.register(Spy())
-        service.mailer.send_many([note(n) for n in range(3)], sender.id)
-    assert order == ["prepare Notification 0 (0 received)",
-                     "prepare Notification 1 (0 received)",
-                     "prepare Notification 2 (1 received)"]
+        results = service.mailer.send_many([note(n) for n in range(count)], sender.id)
+    assert all(result.ok for result in results)
+    return order
+
+
+def test_the_next_message_is_prepared_while_the_server_handles_the_current_one(
+        make_app, host, smtp_server):
+    """The single-connection interleave: message N+1 is serialised after DATA of N was
+    written and before the server's answer to it was read (the server records a
+    message only after a 0.2 s pause, just before it answers)."""
+    server = smtp_server("implicit", hang_after_data=0.2)
+    app = make_app(plugins=[host], SMTP_SENDERS_MAX_CONNECTIONS=1)
+    assert prepare_order(app, server, 3) == ["prepare Notification 0 (0 received)",
+                                             "prepare Notification 1 (0 received)",
+                                             "prepare Notification 2 (1 received)"]
     assert len(server.messages) == 3
 
 
@@ -394,3 +404,64 @@ def test_sender_edited_during_a_batch_never_mixes_old_and_new_settings(make_app,
     assert {m.message["From"] for m in old.messages} == {"Acme <noreply@example.com>"}
     assert {m.message["From"] for m in new.messages} == {"New <new@example.com>"}
     assert {m.mail_from for m in new.messages} == {"new@example.com"}
+
+
+def test_a_batch_is_pipelined_when_the_server_offers_it(make_app, host, smtp_server):
+    """RFC 2920: the body of message 0 and the envelope of message 1 go out together, so
+    message 2 is prepared before the server (pausing 0.2 s after each body) has recorded
+    message 0; lock-step, it is prepared only once message 0 is in."""
+    pipelined = smtp_server("implicit", hang_after_data=0.2, pipelining=True)
+    app = make_app(plugins=[host], SMTP_SENDERS_MAX_CONNECTIONS=1)
+    assert prepare_order(app, pipelined, 4) == [
+        "prepare Notification 0 (0 received)", "prepare Notification 1 (0 received)",
+        "prepare Notification 2 (0 received)", "prepare Notification 3 (1 received)"]
+    assert [m.message["Subject"] for m in pipelined.messages] == [
+        f"Notification {n}" for n in range(4)]
+    assert pipelined.connections == 1
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_connection_lost_after_a_body_never_sends_that_message_twice(
+        make_app, host, smtp_server, pipelining):
+    """The server records message 5, then hangs up without answering: message 5's fate is
+    unknown to us (reported, never sent again); the messages already on their way behind
+    it are sent on a new connection, each exactly once."""
+    server = smtp_server("implicit", drop_on_data=5, pipelining=pipelining)
+    app = make_app(plugins=[host], SMTP_SENDERS_MAX_CONNECTIONS=1)
+    with app.app_context():
+        service = app.extensions["smtp_senders"]
+        sender = add(service, server)
+        results = service.mailer.send_many([note(n) for n in range(20)], sender.id)
+    failed = [(index, r.error) for index, r in enumerate(results) if not r.ok]
+    assert [(index, error.delivery_unknown) for index, error in failed] == [(4, True)]
+    subjects = [m.message["Subject"] for m in server.messages]
+    assert sorted(subjects, key=lambda s: int(s.split()[-1])) == [
+        f"Notification {n}" for n in range(20)]  # each once, the unknown one included
+    assert server.connections == 2
+    assert [r.message_id for r in results] == [
+        m.message["Message-ID"] for m in sorted(
+            server.messages, key=lambda m: int(m.message["Subject"].split()[-1]))]
+
+
+def test_pipelined_refusals_stay_with_their_own_message(make_app, smtp_server, host):
+    """A refused recipient, a refused body and a message with only refused recipients in
+    the middle of a pipelined batch: each result says what happened to that message."""
+    server = smtp_server("implicit", pipelining=True, refuse_rcpt=["gone@example.com"],
+                         reject_content=[b"FORBIDDEN"])
+    poisoned = note(2)
+    poisoned.set_content("FORBIDDEN words\n")
+    batch = [note(0), note(1, "user@example.com", "gone@example.com"), poisoned,
+             note(3, "gone@example.com"), note(4)]
+    app = make_app(plugins=[host], SMTP_SENDERS_MAX_CONNECTIONS=1)
+    with app.app_context():
+        service = app.extensions["smtp_senders"]
+        sender = add(service, server)
+        results = service.mailer.send_many(batch, sender.id)
+    assert [r.ok for r in results] == [True, True, False, False, True]
+    assert results[1].accepted == ("user@example.com",)
+    assert set(results[1].refused) == {"gone@example.com"}
+    assert (results[2].error.stage, results[2].error.code) == ("data", 554)
+    assert (results[3].error.stage, results[3].error.code) == ("recipient", 550)
+    assert sorted(m.message["Subject"] for m in server.messages) == [
+        "Notification 0", "Notification 1", "Notification 4"]
+    assert server.connections == 1
