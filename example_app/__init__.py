@@ -78,6 +78,9 @@ def _settings(instance: Path, overrides: dict[str, Any]) -> dict[str, Any]:
         "SMTP_SENDERS_BASE_TEMPLATE": lambda: "layout.html",
         # The demo's mail catcher listens on 127.0.0.1: a real portal leaves this off.
         "SMTP_SENDERS_ALLOW_LOOPBACK": lambda: True,
+        # From-domain advice asks the demo's DNS server (the DNS key of create_app); a
+        # real portal leaves it on with the system's resolvers.
+        "SMTP_SENDERS_DOMAIN_ADVICE": lambda: False,
         "EXAMPLE_ADMIN_PASSWORD": lambda: (
             os.environ.get("EXAMPLE_ADMIN_PASSWORD") or auth.DEFAULT_PASSWORD),
         "PORTAL_NAME": lambda: PORTAL_NAME,
@@ -88,13 +91,18 @@ def _settings(instance: Path, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Build the portal. ``test_config`` overrides every setting; two keys are special:
-    ``INSTANCE_PATH`` (where keys and the SQLite file live) and ``CATCHER`` (a running
+    """Build the portal. ``test_config`` overrides every setting; three keys are special:
+    ``INSTANCE_PATH`` (where keys and the SQLite file live), ``CATCHER`` (a running
     :class:`~example_app.catcher.Catcher` or a :class:`~example_app.catcher.MessageStore`
-    to show on ``/catcher``)."""
+    to show on ``/catcher``) and ``DNS`` (a running
+    :class:`~example_app.dns_server.DNSServer` for the From-domain advice)."""
     overrides = dict(test_config or {})
     instance = Path(overrides.pop("INSTANCE_PATH", None) or default_instance_path()).resolve()
     attached_catcher = overrides.pop("CATCHER", None)
+    attached_dns = overrides.pop("DNS", None)
+    if attached_dns is not None:
+        for key, value in attached_dns.settings().items():
+            overrides.setdefault(key, value)
 
     app = Flask(__name__, instance_path=str(instance))
     app.config.update(_settings(instance, overrides))

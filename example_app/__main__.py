@@ -15,6 +15,7 @@ from flask_smtp_senders import Security, security_for_port
 
 from . import auth, create_app, default_instance_path
 from .catcher import start_catcher
+from .dns_server import DEMO_ZONE, DNSServer
 
 WEB_HOST = "127.0.0.1"
 
@@ -39,8 +40,9 @@ def main() -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    dns = DNSServer(DEMO_ZONE).start()
     try:
-        app = create_app({"INSTANCE_PATH": str(instance), "CATCHER": catcher})
+        app = create_app({"INSTANCE_PATH": str(instance), "CATCHER": catcher, "DNS": dns})
         app.logger.setLevel(logging.INFO)
         signal.signal(signal.SIGTERM, _stop_on_sigterm)
         if os.environ.get("EXAMPLE_ADMIN_PASSWORD"):
@@ -60,6 +62,8 @@ def main() -> int:
             f"  Password      {catcher.password}\n"
             "  From Address  portal@example.com\n"
             f"then Send Test Email and open http://{WEB_HOST}:{port}/catcher\n"
+            f"(SPF and DMARC advice for example.com comes from a DNS server on "
+            f"127.0.0.1:{dns.port})\n"
             "Ctrl-C stops both.\n",
             flush=True,
         )
@@ -76,7 +80,8 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         catcher.stop()
-        print("Stopped the portal and the mail catcher.", flush=True)
+        dns.stop()
+        print("Stopped the portal, the mail catcher and the DNS server.", flush=True)
     return 0
 
 

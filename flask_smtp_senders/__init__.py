@@ -7,10 +7,12 @@ test them with Send Test Email, and the host app sends its notifications through
 from __future__ import annotations
 
 from . import events
+from .diagnostics import Diagnosis, Stage
 from .errors import (
     AuditFailed,
     ConcurrentUpdate,
     ConfigurationError,
+    CredentialNotBound,
     DeliveryError,
     InvalidSenderData,
     PasswordUnreadable,
@@ -22,16 +24,19 @@ from .errors import (
 from .extension import SMTPSenders, get_service
 from .hooks import hookimpl
 from .sending import SendResult
-from .service import SenderService, TestEmailResult
-from .store import Sender, SenderStore, SQLAlchemyStore
+from .service import CheckResult, SenderService, TestEmailResult
+from .store import Sender, SenderStore, SQLAlchemyStore, TestState
 from .transport import Security, security_for_port
 from .validation import SenderSettings, validate_settings
 
 __all__ = [
     "AuditFailed",
+    "CheckResult",
     "ConcurrentUpdate",
     "ConfigurationError",
+    "CredentialNotBound",
     "DeliveryError",
+    "Diagnosis",
     "InvalidSenderData",
     "PasswordUnreadable",
     "SMTPSenders",
@@ -45,8 +50,10 @@ __all__ = [
     "SenderService",
     "SenderSettings",
     "SenderStore",
+    "Stage",
     "StorageError",
     "TestEmailResult",
+    "TestState",
     "events",
     "get_service",
     "hookimpl",

@@ -6,6 +6,7 @@ Authorisation is checked once, in ``before_request``, for every route of the blu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import (
@@ -26,8 +27,16 @@ from wtforms import ValidationError
 from .config import message
 from .errors import AuditFailed, ConcurrentUpdate, SenderNotFound, StorageError
 from .extension import get_service
-from .forms import DefaultForm, DeleteForm, NewSenderForm, SenderForm, TestEmailForm
+from .forms import (
+    CheckConnectionForm,
+    DefaultForm,
+    DeleteForm,
+    NewSenderForm,
+    SenderForm,
+    TestEmailForm,
+)
 from .ratelimit import RateLimitUnavailable, check_test_email
+from .service import CheckResult, TestEmailResult
 from .store import Sender
 
 bp = Blueprint("smtp_senders", __name__, template_folder="templates",
@@ -43,6 +52,7 @@ ACTIONS = {
     "delete": "delete",
     "make_default": "update",
     "test_email": "test",
+    "check_connection": "test",
     "static": "list",
 }
 
@@ -70,6 +80,13 @@ def storage_unavailable(error: StorageError) -> ResponseReturnValue:
 
 def _msg(name: str, **values: str) -> str:
     return message(current_app.config, name, **values)
+
+
+def _flash_domain_advice(from_address: str) -> None:
+    """What the From domain publishes (SPF, DMARC): advice shown after a save."""
+    advice = get_service().domain_advisor.advise(from_address)
+    for line in advice.lines if advice else ():
+        flash(line, "smtp_senders.advice")
 
 
 def _sender_or_404(sender_id: int) -> Sender:
@@ -110,6 +127,7 @@ def create() -> ResponseReturnValue:
             flash(_msg("save_failed"), "smtp_senders.error")
         else:
             flash(_msg("saved"), "smtp_senders.success")
+            _flash_domain_advice(form.settings.from_address)
             return redirect(url_for(".edit", sender_id=sender.id))
     return render_template("smtp_senders/form.html", form=form, sender=None), _status(form)
 
@@ -134,16 +152,19 @@ def edit(sender_id: int) -> ResponseReturnValue:
             flash(_msg("save_failed"), "smtp_senders.error")
         else:
             flash(_msg("saved"), "smtp_senders.success")
+            _flash_domain_advice(form.settings.from_address)
             return redirect(url_for(".edit", sender_id=sender_id))
     return _edit_page(sender, form, TestEmailForm(formdata=None)), _status(form)
 
 
 def _edit_page(sender: Sender, form: SenderForm, test_form: TestEmailForm,
-               test_open: bool = False) -> str:
+               test_open: bool = False, result: TestEmailResult | CheckResult | None = None,
+               domain_advice: list[str] | None = None) -> str:
     return render_template(
         "smtp_senders/form.html", form=form, sender=sender, test_form=test_form,
         test_open=test_open or request.args.get("test") == "1",
         readable=get_service().password_readable(sender),
+        result=result, domain_advice=domain_advice or [],
     )
 
 
@@ -153,24 +174,34 @@ def _status(form: Any) -> int:
 
 @bp.post("/<int:sender_id>/test")
 def test_email(sender_id: int) -> ResponseReturnValue:
+    return _exchange(sender_id, TestEmailForm(), lambda recipient: (
+        get_service().send_test_email(sender_id, recipient)))
+
+
+@bp.post("/<int:sender_id>/check")
+def check_connection(sender_id: int) -> ResponseReturnValue:
+    return _exchange(sender_id, CheckConnectionForm(), lambda recipient: (
+        get_service().check_connection(sender_id, recipient)))
+
+
+def _exchange(sender_id: int, test_form: TestEmailForm,
+              run: Callable[[str | None], TestEmailResult | CheckResult]) -> ResponseReturnValue:
+    """Send Test Email or Check connection: validate, rate-limit, run, then answer with
+    the result, its staged diagnosis and the From-domain advice (JSON for the modal, the
+    edit page with the dialog open without JavaScript)."""
     sender = _sender_or_404(sender_id)
-    test_form = TestEmailForm()
     if not test_form.validate_on_submit():
         errors = test_form.recipient.errors
         if _wants_json():
             return jsonify(ok=False, message=" ".join(errors), field="recipient"), 422
-        form = SenderForm(formdata=None)
-        form.fill(sender.settings, sender.version)
-        return _edit_page(sender, form, test_form, test_open=True), 422
+        return _test_page(sender, test_form), 422
     # Case C7: a rate limit per administrator and per sender, counted only for valid,
     # authorised requests; without its counters (Redis down) nothing is sent (fail closed).
     def refused(text: str, status: int, headers: dict[str, str]) -> ResponseReturnValue:
         if _wants_json():
             return jsonify(ok=False, message=text), status, headers
         flash(text, "smtp_senders.error")
-        form = SenderForm(formdata=None)
-        form.fill(sender.settings, sender.version)
-        return _edit_page(sender, form, test_form, test_open=True), status, headers
+        return _test_page(sender, test_form), status, headers
 
     try:
         retry_after = check_test_email(sender_id)
@@ -179,11 +210,20 @@ def test_email(sender_id: int) -> ResponseReturnValue:
     if retry_after is not None:
         return refused(_msg("rate_limited", retry_after=str(retry_after)), 429,
                        {"Retry-After": str(retry_after)})
-    result = get_service().send_test_email(sender_id, test_form.recipient.data)
+    result = run(test_form.recipient.data)
+    advice = get_service().domain_advisor.advise(sender.settings.from_address)
+    domain_advice = list(advice.lines) if advice else []
     if _wants_json():
-        return jsonify(ok=result.ok, message=result.message)
-    flash(result.message, "smtp_senders.success" if result.ok else "smtp_senders.error")
-    return redirect(url_for(".edit", sender_id=sender_id))
+        return jsonify(ok=result.ok, message=result.message,
+                       diagnosis=result.diagnosis.as_dict(), domain_advice=domain_advice)
+    sender = _sender_or_404(sender_id)  # with the test just recorded
+    return _test_page(sender, test_form, result=result, domain_advice=domain_advice)
+
+
+def _test_page(sender: Sender, test_form: TestEmailForm, **result: Any) -> str:
+    form = SenderForm(formdata=None)
+    form.fill(sender.settings, sender.version)
+    return _edit_page(sender, form, test_form, test_open=True, **result)
 
 
 @bp.post("/<int:sender_id>/default")

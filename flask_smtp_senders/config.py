@@ -51,13 +51,23 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_SENDERS_CELERY_MAX_RETRIES": 3,
     #: Seconds before the first Celery retry; each further retry waits twice as long.
     "SMTP_SENDERS_CELERY_RETRY_DELAY": 60.0,
+    #: Look up the From domain's SPF and DMARC records on save and in the test
+    #: diagnostics, and show what they say as advice.
+    "SMTP_SENDERS_DOMAIN_ADVICE": True,
+    #: DNS servers (IP addresses) for those lookups; None means the system's resolvers.
+    "SMTP_SENDERS_DNS_NAMESERVERS": None,
+    #: Port of those DNS servers.
+    "SMTP_SENDERS_DNS_PORT": 53,
+    #: Seconds both lookups together may take; advice is skipped when they take longer.
+    "SMTP_SENDERS_DNS_TIMEOUT": 2.0,
     #: Where the Senders pages are mounted.
     "SMTP_SENDERS_URL_PREFIX": "/settings/senders",
     #: Register the Senders pages on ``init_app`` (turn off for an API-only host).
     "SMTP_SENDERS_REGISTER_BLUEPRINT": True,
     #: The layout our pages extend; it must define the blocks title, head and content.
     "SMTP_SENDERS_BASE_TEMPLATE": "smtp_senders/layout.html",
-    #: Shown on a sender that has not passed a test email (the contract's warning).
+    #: Shown while the saved settings are not the last ones that passed a test email
+    #: (never tested, or changed since: the contract's warning).
     "SMTP_SENDERS_MSG_SAVE_WARNING": (
         "Saving SMTP settings without validating credentials using the test email button "
         "can cause problems sending emails. You can also send a test email later."
@@ -101,6 +111,12 @@ DEFAULTS: dict[str, Any] = {
     ),
     #: Shown when the test email was accepted by the server.
     "SMTP_SENDERS_MSG_TEST_SUCCESS": "A test message was successfully sent to {recipient}.",
+    #: Shown when the connection check (the dry run: everything up to RCPT TO, then RSET
+    #: and QUIT) passed; a failed check shows the failure message of its stage.
+    "SMTP_SENDERS_MSG_CHECK_SUCCESS": (
+        "The connection check passed: your server accepted the sender and the recipient. "
+        "Nothing was sent."
+    ),
     #: Shown when the server refused the credentials.
     "SMTP_SENDERS_MSG_AUTH_FAILED": (
         "Using the credentials you provided, we couldn't authenticate with your email server."
@@ -126,10 +142,152 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_SENDERS_MSG_DATA_FAILED": "Your email server did not accept the message.",
     #: Shown when the server did not answer in time.
     "SMTP_SENDERS_MSG_TIMEOUT": "Your email server did not answer in time.",
+    #: From-domain advice (shown on save and with the test diagnostics, never as errors).
+    "SMTP_SENDERS_MSG_ADVICE_SPF_PUBLISHED": (
+        "{domain} publishes an SPF record: make sure it lists this mail server."
+    ),
+    "SMTP_SENDERS_MSG_ADVICE_SPF_MISSING": (
+        "{domain} publishes no SPF record: receiving servers cannot tell that this mail "
+        "server may send for it. Publishing one helps your messages arrive."
+    ),
+    "SMTP_SENDERS_MSG_ADVICE_DMARC_POLICY": (
+        "{domain} has a DMARC policy (p={policy}). It applies to every message sent with "
+        "this From Address, so this mail server must be allowed to send for {domain}."
+    ),
+    "SMTP_SENDERS_MSG_ADVICE_DMARC_MISSING": (
+        "{domain} publishes no DMARC policy: receiving servers decide alone what to do "
+        "with messages that fail their checks."
+    ),
+    "SMTP_SENDERS_MSG_ADVICE_DNS_UNAVAILABLE": (
+        "The DNS records of {domain} could not be checked just now."
+    ),
     #: Shown when no configured key can decrypt the stored password.
     "SMTP_SENDERS_MSG_PASSWORD_REENTRY": (
         "The stored password can no longer be read. Edit the sender and re-enter the Password."
     ),
+    #: Shown when the stored password is not bound to the sender's current Server Name,
+    #: Port and Username (the row was changed outside the application): it is not used.
+    "SMTP_SENDERS_MSG_PASSWORD_UNBOUND": (
+        "The stored password belongs to other server settings. Edit the sender and "
+        "re-enter the Password."
+    ),
+    # Diagnostics advice: one sentence with a failed test email or connection check,
+    # picked by where and how it failed (flask_smtp_senders/diagnostics.py). The only
+    # placeholders are {port}, {stage} (a stage label such as "RCPT TO") and {mechanisms}
+    # (the AUTH mechanisms the server offered, filtered to plain names): never text the
+    # server sent.
+    #: The Server Name did not resolve.
+    "SMTP_SENDERS_ADVICE_RESOLVE_FAILED": (
+        "We could not find the address of this Server Name. Check the Server Name for "
+        "typing mistakes."
+    ),
+    #: The Server Name resolves to an address the destination policy refuses.
+    "SMTP_SENDERS_ADVICE_DESTINATION_REFUSED": (
+        "This Server Name leads to an address that senders may not connect to. If the "
+        "server is on your organisation's private network, the portal's operator can "
+        "allow it with SMTP_SENDERS_ALLOW_PRIVATE, or change SMTP_SENDERS_DENIED_NETWORKS."
+    ),
+    #: Nothing listens on the port.
+    "SMTP_SENDERS_ADVICE_CONNECTION_REFUSED": (
+        "The server refused a connection on port {port}: nothing listens there. Check "
+        "the Port."
+    ),
+    #: The TCP connection got no answer in time.
+    "SMTP_SENDERS_ADVICE_CONNECT_TIMEOUT": (
+        "The connection to port {port} got no answer. A firewall, on our side or the "
+        "server's, may be blocking that port; check the Port too."
+    ),
+    #: The TCP connection failed otherwise (network unreachable, reset).
+    "SMTP_SENDERS_ADVICE_CONNECT_FAILED": (
+        "We could not open a connection to the server on port {port}. Check the Server "
+        "Name and the Port."
+    ),
+    #: An SMTPS port whose server answered in plain SMTP.
+    "SMTP_SENDERS_ADVICE_EXPECTS_STARTTLS": (
+        "This server seems to expect STARTTLS on port {port}. Ports 25, 587 and 2525 use "
+        "SMTP with STARTTLS; port 465 uses SMTPS (implicit TLS)."
+    ),
+    #: A STARTTLS port whose server sent no SMTP greeting (it waits for TLS at once).
+    "SMTP_SENDERS_ADVICE_EXPECTS_TLS": (
+        "The server did not greet us in plain SMTP on port {port}: it seems to expect "
+        "TLS at once (SMTPS). If so, use port 465; ports 25, 587 and 2525 use SMTP with "
+        "STARTTLS."
+    ),
+    #: A STARTTLS port whose server does not offer STARTTLS.
+    "SMTP_SENDERS_ADVICE_STARTTLS_NOT_OFFERED": (
+        "The server does not offer STARTTLS on port {port}, and we never send a password "
+        "unencrypted. If the server uses implicit TLS (SMTPS), use port 465."
+    ),
+    #: STARTTLS offered, then refused.
+    "SMTP_SENDERS_ADVICE_STARTTLS_REFUSED": (
+        "The server offers STARTTLS on port {port} but refused it when asked. We never "
+        "go on unencrypted: the server's administrator must fix its TLS setup."
+    ),
+    #: The certificate does not lead to a trusted authority.
+    "SMTP_SENDERS_ADVICE_TLS_UNTRUSTED": (
+        "The server's certificate is not signed by an authority we trust. If your server "
+        "uses a private certificate authority, set SMTP_SENDERS_CA_FILE to its certificate."
+    ),
+    #: The certificate is for another name than the Server Name.
+    "SMTP_SENDERS_ADVICE_TLS_WRONG_NAME": (
+        "The server's certificate is for another name. Use the name on the certificate "
+        "as Server Name (your provider's instructions give it)."
+    ),
+    #: The certificate has expired (or is not valid yet).
+    "SMTP_SENDERS_ADVICE_TLS_EXPIRED": (
+        "The server's certificate has expired or is not valid yet. The server's "
+        "administrator must renew it."
+    ),
+    #: The TLS handshake failed for another reason.
+    "SMTP_SENDERS_ADVICE_TLS_HANDSHAKE": (
+        "A secure connection could not be set up on port {port}. The server may only "
+        "offer TLS versions or ciphers we do not accept."
+    ),
+    #: The server offers no AUTH once the connection is encrypted.
+    "SMTP_SENDERS_ADVICE_AUTH_NOT_OFFERED": (
+        "The server does not offer AUTH, so it cannot check the Username and Password. "
+        "Check that sign-in (SMTP AUTH) is enabled for this account and port."
+    ),
+    #: AUTH answered 535: wrong Username or Password.
+    "SMTP_SENDERS_ADVICE_AUTH_REFUSED": (
+        "The server refused the Username or Password. It offered these sign-in methods: "
+        "{mechanisms}."
+    ),
+    #: AUTH refused with another code (the account may need an app password).
+    "SMTP_SENDERS_ADVICE_AUTH_FAILED": (
+        "The server did not accept the sign-in. It offered these sign-in methods: "
+        "{mechanisms}. Some providers require an app password, or SMTP sign-in to be "
+        "enabled for the account."
+    ),
+    #: The server offers only AUTH mechanisms we do not support.
+    "SMTP_SENDERS_ADVICE_AUTH_NO_COMMON_METHOD": (
+        "The server offers no sign-in method we support (PLAIN, LOGIN, CRAM-MD5). It "
+        "offered: {mechanisms}."
+    ),
+    #: MAIL FROM refused (5xx).
+    "SMTP_SENDERS_ADVICE_SENDER_REFUSED": (
+        "The server refused the From Address. Many servers accept only the account's own "
+        "address, or one of its aliases, as From Address."
+    ),
+    #: RCPT TO refused (5xx).
+    "SMTP_SENDERS_ADVICE_RECIPIENT_REFUSED": (
+        "The server refused the recipient. Check the address; some servers also refuse "
+        "recipients in other domains unless the account may send there."
+    ),
+    #: The message itself refused after DATA (5xx).
+    "SMTP_SENDERS_ADVICE_DATA_REFUSED": (
+        "The server refused the message after accepting its sender and recipient. It may "
+        "filter content or limit the size of messages."
+    ),
+    #: A temporary (4xx) refusal.
+    "SMTP_SENDERS_ADVICE_TEMPORARY": (
+        "The server refused for now at {stage} (a temporary refusal). Try again in a few "
+        "minutes."
+    ),
+    #: The server closed the connection.
+    "SMTP_SENDERS_ADVICE_DISCONNECTED": "The server closed the connection during {stage}.",
+    #: The server stopped answering.
+    "SMTP_SENDERS_ADVICE_TIMEOUT": "The server stopped answering during {stage}.",
 }
 
 

@@ -2,15 +2,32 @@
 
 The first key encrypts, every key decrypts, so keys rotate without downtime. There is no
 plaintext fallback: a password that no key can read must be re-entered.
+
+Each password is also *bound* to its destination: beside the token the store keeps an
+HMAC of (Server Name, Port, mode, Username, token) under a key derived from the encryption
+key. A row edited behind the application's back (SQL, a buggy store), or given another
+row's token, then no longer matches, and the password is refused before it is even
+decrypted, so it cannot be sent anywhere it was not entered for.
+
+Each saved version of a sender also gets a *settings fingerprint*: an HMAC of every setting
+and the plaintext password (at save time) under another derived key, so the Senders pages
+can tell whether the saved settings are the ones the last successful test email used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .errors import ConfigurationError, PasswordUnreadable
+from .errors import ConfigurationError, CredentialNotBound, PasswordUnreadable
 
 KEYS_SETTING = "SMTP_SENDERS_ENCRYPTION_KEYS"
 
@@ -112,11 +129,152 @@ def read_keys_file(path: str) -> list[str]:
     return [line for line in lines if line]
 
 
+#: HKDF ``info`` of the binding key: a key of its own for this one purpose, so the MAC
+#: never reuses Fernet's signing key and a future scheme gets a different label.
+BINDING_INFO = b"flask-smtp-senders destination binding v1"
+#: Prefix of every stored binding; a binding without it (or with another) never verifies.
+BINDING_VERSION = "v1"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a password may be used: what its binding covers.
+
+    ``server_name`` is the stored form (an IP literal, or the IDNA name in lower case that
+    validation produces); ``mode`` is ``security_for_port(port).value`` (given by the
+    caller: this module does not import the transport).
+    """
+
+    server_name: str
+    port: int
+    mode: str
+    username: str
+
+    def canonical(self) -> bytes:
+        """One byte string per destination, and never the same one for two of them.
+
+        A JSON array of a label and the four fields: every string is quoted and escaped,
+        so no field can run into the next (``"a:1" + "b"`` is not ``"a" + "1:b"``, as it
+        would be with a separator), the port stays a number, and ``ensure_ascii`` leaves
+        one encoding. The values are taken exactly as stored: any change is a mismatch.
+        """
+        return json.dumps(
+            ["flask-smtp-senders/destination/v1", self.server_name, int(self.port),
+             self.mode, self.username],
+            ensure_ascii=True, separators=(",", ":"),
+        ).encode("ascii")
+
+
+def binding_key(fernet_key: bytes) -> bytes:
+    """The MAC key of one Fernet key (HKDF-SHA256 over its 32 raw bytes)."""
+    material = base64.urlsafe_b64decode(fernet_key)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=BINDING_INFO).derive(material)
+
+
+#: HKDF ``info`` of the settings-fingerprint key (a key of its own, like the binding's).
+FINGERPRINT_INFO = b"flask-smtp-senders settings fingerprint v1"
+#: Prefix of every settings fingerprint.
+FINGERPRINT_VERSION = "f1"
+
+
+def fingerprint_key(fernet_key: bytes) -> bytes:
+    """The settings-fingerprint MAC key of one Fernet key (HKDF-SHA256, its own label)."""
+    material = base64.urlsafe_b64decode(fernet_key)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=FINGERPRINT_INFO).derive(material)
+
+
 class PasswordCipher:
-    """Encrypts and decrypts sender passwords under the configured keys."""
+    """Encrypts and decrypts sender passwords under the configured keys, binds them
+    to their destination, and fingerprints a sender's settings."""
 
     def __init__(self, keys: Sequence[bytes]) -> None:
         self._fernet = MultiFernet([Fernet(key) for key in keys])
+        self._binding_keys = [binding_key(key) for key in keys]
+        self._fingerprint_keys = [fingerprint_key(key) for key in keys]
+
+    # -- settings fingerprint ---------------------------------------------------------
+
+    @staticmethod
+    def _fingerprint(key: bytes, settings: Mapping[str, object], password: str) -> str:
+        # Every setting by name (sorted, so the order of the fields does not matter) and
+        # the password in plaintext, in one JSON array: quoted and escaped, no field runs
+        # into the next. The plaintext goes into the MAC only; the stored value is an HMAC
+        # under a key derived from the encryption key, so it cannot be tested offline
+        # against guessed passwords without that key.
+        data = json.dumps(
+            ["flask-smtp-senders/settings/v1",
+             [[name, settings[name]] for name in sorted(settings)], password],
+            ensure_ascii=True, separators=(",", ":"),
+        ).encode("ascii")
+        return f"{FINGERPRINT_VERSION}:{hmac.new(key, data, hashlib.sha256).hexdigest()}"
+
+    def fingerprint(self, settings: Mapping[str, object], password: str | Secret) -> str:
+        """What identifies one saved version of a sender: an HMAC (under the first key's
+        fingerprint key) of every setting and the password *in plaintext*, computed when
+        the plaintext is at hand (on save). Not the token, which changes with every
+        encryption, nor the binding, which covers the token: the same settings and the
+        same password always give the same fingerprint, another password another one.
+
+        Stored fingerprints are only ever compared with each other (the saved settings'
+        with the last successfully tested ones), never recomputed from the row, so a key
+        rotation, which changes neither settings nor password, leaves them as they are."""
+        plain = password.reveal() if isinstance(password, Secret) else password
+        return self._fingerprint(self._fingerprint_keys[0], settings, plain)
+
+    def fingerprint_matches(self, settings: Mapping[str, object], password: str | Secret,
+                            fingerprint: str | None) -> bool:
+        """Whether ``fingerprint`` is the fingerprint of exactly these settings and password
+        under any configured key (so a save of unchanged values after a rotation keeps the
+        fingerprint, and with it a passed test). None never matches."""
+        if not isinstance(fingerprint, str):
+            return False
+        plain = password.reveal() if isinstance(password, Secret) else password
+        given = fingerprint.encode("utf-8", "replace")
+        matched = False
+        for key in self._fingerprint_keys:
+            expected = self._fingerprint(key, settings, plain).encode("ascii")
+            matched |= hmac.compare_digest(expected, given)
+        return matched
+
+    # -- destination binding ----------------------------------------------------------
+
+    @staticmethod
+    def _mac(key: bytes, destination: Destination, password: EncryptedPassword) -> str:
+        # The token is MACed too, so another row's token (same key, other destination)
+        # does not verify here. JSON never holds a NUL, so the two parts cannot blur.
+        data = destination.canonical() + b"\0" + password.token
+        return f"{BINDING_VERSION}:{hmac.new(key, data, hashlib.sha256).hexdigest()}"
+
+    def bind(self, destination: Destination, password: EncryptedPassword) -> str:
+        """The binding to store beside ``password``: an HMAC under the first key's MAC key.
+        It reveals nothing of the password (it is computed from the token, not from it)."""
+        return self._mac(self._binding_keys[0], destination, password)
+
+    def verify(self, destination: Destination, password: EncryptedPassword,
+               binding: str | None) -> bool:
+        """Whether ``binding`` was made for exactly this destination and token under any
+        configured key (like decryption, so rotation keeps working). None never verifies."""
+        if not isinstance(binding, str):
+            return False
+        given = binding.encode("utf-8", "replace")
+        matched = False
+        for key in self._binding_keys:  # every key, each compared in constant time
+            expected = self._mac(key, destination, password).encode("ascii")
+            matched |= hmac.compare_digest(expected, given)
+        return matched
+
+    def rebind(self, destination: Destination, old: EncryptedPassword, binding: str | None,
+               new: EncryptedPassword) -> str:
+        """For key rotation: the binding of the re-encrypted token ``new`` under the first
+        key; raises CredentialNotBound when ``binding`` does not verify for ``old`` (a NULL
+        or tampered binding is never laundered into a valid one)."""
+        if not self.verify(destination, old, binding):
+            raise CredentialNotBound("the stored password is not bound to these settings")
+        return self.bind(destination, new)
+
+    # -- encryption -------------------------------------------------------------------
 
     def encrypt(self, password: str) -> EncryptedPassword:
         return EncryptedPassword(self._fernet.encrypt(password.encode("utf-8")))
@@ -128,6 +286,15 @@ class PasswordCipher:
             raise PasswordUnreadable(
                 "no configured key decrypts this sender's password"
             ) from None
+
+    def authentic(self, encrypted: EncryptedPassword) -> bool:
+        """Whether a configured key signed this token, checked without decrypting it (so a
+        refusal can tell "unreadable: wrong key or corrupt" from "not bound")."""
+        try:
+            self._fernet.extract_timestamp(encrypted.token)
+        except (InvalidToken, TypeError, ValueError):
+            return False
+        return True
 
     def can_decrypt(self, encrypted: EncryptedPassword) -> bool:
         try:

@@ -38,6 +38,20 @@ class StorageError(SMTPSendersError):
 class PasswordUnreadable(SMTPSendersError):
     """No configured key decrypts the stored password: it must be re-entered."""
 
+    #: Where a send stopped, as a failed send's audit event records it.
+    stage = "password"
+
+
+class CredentialNotBound(PasswordUnreadable):
+    """The stored password is not bound to the sender's current Server Name, Port, mode
+    and Username (the row was changed behind the application's back, or never bound), so
+    it is not used at all: it must be re-entered. A PasswordUnreadable, so every handler
+    of that (re-enter the password) applies; ``user_message`` is the catalogue's text."""
+
+    def __init__(self, detail: str, user_message: str | None = None) -> None:
+        self.user_message = user_message
+        super().__init__(detail)
+
 
 class AuditFailed(SMTPSendersError):
     """An audit hook raised, so the change it was recording was rolled back."""

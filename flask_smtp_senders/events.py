@@ -74,6 +74,17 @@ class TestEmailFailed(AuditEvent):
 
 
 @dataclass(frozen=True)
+class ConnectionChecked(AuditEvent):
+    """The connection check (a dry run up to RCPT TO, nothing delivered) ran."""
+
+    action = "connection_checked"
+    #: "success" or "failure".
+    outcome: str = "success"
+    #: Where the check stopped (see ``transport.STAGES``, or "password"); "" on success.
+    stage: str = ""
+
+
+@dataclass(frozen=True)
 class MessageSent(AuditEvent):
     action = "message_sent"
     recipients: tuple[str, ...] = ()

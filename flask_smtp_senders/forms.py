@@ -100,6 +100,7 @@ class TestEmailForm(_Form):
 
     recipient = StringField("Send to")
     submit = SubmitField("Send")
+    check = SubmitField("Check connection")
 
     def validate(self, extra_validators: Any = None) -> bool:
         ok = super().validate(extra_validators)
@@ -109,6 +110,17 @@ class TestEmailForm(_Form):
             self.add_errors(exc.errors)
             ok = False
         return ok
+
+
+class CheckConnectionForm(TestEmailForm):
+    """Check connection, the dry run: the recipient (for RCPT TO) may be left empty, and
+    then the From Address stands in."""
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        if (self.recipient.data or "").strip(" \t"):
+            return super().validate(extra_validators)
+        self.recipient.data = None
+        return _Form.validate(self, extra_validators)
 
 
 class DeleteForm(_Form):

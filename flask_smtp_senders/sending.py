@@ -25,7 +25,13 @@ from flask import current_app
 
 from . import transport
 from .crypto import Secret
-from .errors import ConcurrentUpdate, DeliveryError, InvalidSenderData, SenderNotFound
+from .errors import (
+    ConcurrentUpdate,
+    DeliveryError,
+    InvalidSenderData,
+    PasswordUnreadable,
+    SenderNotFound,
+)
 from .events import MessageFailed, MessageSent
 from .fastmail import serialise
 from .messages import SenderHeaders, message_id
@@ -47,8 +53,10 @@ class SendResult:
     accepted: tuple[str, ...] = ()
     #: Recipients the server refused while accepting others: address -> (code, reply).
     refused: Mapping[str, tuple[int, str]] = field(default_factory=dict)
-    #: Why nothing was sent (None on success): a DeliveryError, SenderNotFound, or the
-    #: error that stopped the message being prepared (InvalidSenderData, a hook's).
+    #: Why nothing was sent (None on success): a DeliveryError, SenderNotFound, a
+    #: PasswordUnreadable (CredentialNotBound when the password is not bound to the
+    #: sender's current settings; both with ``stage`` "password"), or the error that
+    #: stopped the message being prepared (InvalidSenderData, a hook's).
     error: Exception | None = None
 
     @property
@@ -70,6 +78,14 @@ class _Route:
     @property
     def key(self) -> tuple[int, int]:
         return self.sender.id, self.sender.version
+
+    def serves(self, sender: Sender) -> bool:
+        """Whether this route is still ``sender`` as stored: the same version, and the same
+        settings, token and binding (a row edited in SQL keeps its version)."""
+        mine = self.sender
+        return (mine.version == sender.version and mine.settings == sender.settings
+                and mine.password == sender.password
+                and mine.password_binding == sender.password_binding)
 
 
 @dataclass(frozen=True)
@@ -166,7 +182,8 @@ class Mailer:
 
     def send(self, message: EmailMessage, sender: int | None = None) -> SendResult:
         """Send one message through ``sender`` (an id; None: the default sender); raises
-        DeliveryError or SenderNotFound when nothing was sent."""
+        DeliveryError, SenderNotFound or PasswordUnreadable (CredentialNotBound) when
+        nothing was sent."""
         result = self.send_many([message], sender)[0]
         if result.error is not None:
             raise result.error
@@ -181,8 +198,11 @@ class Mailer:
         (serialises) its next message while the server is busy with the current one.
         """
         sender_id = self._sender_id(sender)
-        self._refresh(sender_id)
         items = list(messages)
+        try:
+            self._refresh(sender_id)
+        except PasswordUnreadable as unusable:  # nothing can go: each message says why
+            return self._refuse_all(sender_id, len(items), unusable)
         envelopes: list[_Envelope | None] = [None] * len(items)
         results: list[SendResult | None] = [None] * len(items)
         counter = itertools.count()
@@ -246,16 +266,33 @@ class Mailer:
             return self._service.default_sender().id
         return int(sender)
 
+    def _refuse_all(self, sender_id: int, count: int,
+                    error: PasswordUnreadable) -> list[SendResult]:
+        """One failed, audited result per message, when the password cannot be used."""
+        results = [SendResult(None, error=error) for _ in range(count)]
+        actor = self._service.hooks.smtp_senders_actor()
+        for result in results:
+            self._audit(actor, sender_id, None, result)
+        return results
+
     def _refresh(self, sender_id: int) -> _Route:
         """Read the sender once per call (another process may have edited it) and decrypt
-        its password only when its version changed."""
+        its password only when it changed; a password not bound to the sender's current
+        destination is refused (CredentialNotBound) and the old route dropped."""
         sender = self._service.get_sender(sender_id)
         with self._lock:
             self._gone.discard(sender_id)
             cached = self._routes.get(sender_id)
-            if cached is not None and cached.sender.version == sender.version:
+            if cached is not None and cached.serves(sender):
                 return cached
-        route = _Route(sender, self._service.cipher.decrypt(sender.password))
+        try:
+            secret = self._service.secret_for(sender)
+        except PasswordUnreadable:
+            with self._lock:
+                self._routes.pop(sender_id, None)
+            self.pool.forget(sender_id)
+            raise
+        route = _Route(sender, secret)
         if cached is not None:
             self.pool.forget(sender_id)
         with self._lock:
@@ -369,8 +406,8 @@ class _Worker:
         while (job := self._next()) is not None:
             try:
                 route = self._mailer._route(self._sender_id)
-            except SenderNotFound as gone:
-                self._finish(job, error=gone)
+            except (SenderNotFound, PasswordUnreadable) as unusable:
+                self._finish(job, error=unusable)
                 continue
             if job.envelope.version != route.sender.version:  # never old headers, new server
                 self._finish(job, error=ConcurrentUpdate(

@@ -8,10 +8,11 @@ Test sends are audited after the fact: a message cannot be unsent.
 from __future__ import annotations
 
 import functools
+import inspect
 import ipaddress
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +20,12 @@ import pluggy
 
 from . import transport
 from .config import message
-from .crypto import PasswordCipher
+from .crypto import PasswordCipher, Secret
+from .diagnostics import Diagnosis, Trace
+from .domain_advice import DomainAdvisor
 from .errors import (
     AuditFailed,
+    CredentialNotBound,
     DeliveryError,
     InvalidSenderData,
     PasswordUnreadable,
@@ -30,6 +34,7 @@ from .errors import (
 )
 from .events import (
     AuditEvent,
+    ConnectionChecked,
     KeysRotated,
     SenderCreated,
     SenderDeleted,
@@ -39,7 +44,7 @@ from .events import (
 )
 from .fastmail import serialise
 from .messages import build_test_message
-from .store import Sender, SenderStore
+from .store import Sender, SenderStore, destination
 from .validation import (
     SenderSettings,
     ascii_address,
@@ -54,6 +59,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _accepts(method: Callable[..., Any], keyword: str) -> bool:
+    """Whether a store method takes ``keyword`` (by name or through ``**kwargs``): the
+    fingerprint and version arguments are optional for stores written before them."""
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+    return keyword in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def _optional(method: Callable[..., Any], **values: Any) -> dict[str, Any]:
+    """The keyword arguments among ``values`` that ``method`` accepts."""
+    return {name: value for name, value in values.items() if _accepts(method, name)}
+
+
 @dataclass(frozen=True)
 class TestEmailResult:
     """The outcome of Send Test Email, with the message to show as it is."""
@@ -64,6 +85,19 @@ class TestEmailResult:
     message: str
     #: Where it stopped (a transport stage, or "password"); None on success.
     stage: str | None = None
+    #: What each stage did and one piece of advice; set for failures too.
+    diagnosis: Diagnosis = field(kw_only=True)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of the connection check (the dry run), with the message to show."""
+
+    ok: bool
+    message: str
+    #: Where it stopped (a transport stage, or "password"); None on success.
+    stage: str | None
+    diagnosis: Diagnosis
 
 
 class SenderService:
@@ -78,6 +112,8 @@ class SenderService:
         self.plugin_manager = plugin_manager
         self.hooks = plugin_manager.hook
         self.transport_options = options
+        #: SPF and DMARC advice for a From Address (checks its settings now).
+        self.domain_advisor = DomainAdvisor(config)
 
     @functools.cached_property
     def mailer(self) -> Mailer:
@@ -122,8 +158,31 @@ class SenderService:
         return self.store.get(sender_id)
 
     def password_readable(self, sender: Sender) -> bool:
-        """False when no configured key decrypts it: the password must be re-entered."""
-        return self.cipher.can_decrypt(sender.password)
+        """False when no configured key decrypts it, or when it is not bound to the
+        sender's current settings: either way it must be re-entered."""
+        return self.cipher.can_decrypt(sender.password) and self.cipher.verify(
+            sender.destination, sender.password, sender.password_binding)
+
+    def secret_for(self, sender: Sender) -> Secret:
+        """The sender's password, for its current destination only.
+
+        The binding stored with it must match the Server Name, Port, mode and Username
+        about to be used, or the password is refused before it is even decrypted: a row
+        changed behind our back (SQL, a faulty store) cannot send it anywhere else.
+        Raises CredentialNotBound (a PasswordUnreadable), or PasswordUnreadable when no
+        configured key signed the token at all (wrong keys, corruption: that is the
+        message that helps then; either way nothing is decrypted or sent).
+        """
+        if not self.cipher.verify(sender.destination, sender.password,
+                                  sender.password_binding):
+            if not self.cipher.authentic(sender.password):
+                raise PasswordUnreadable("no configured key decrypts this sender's password")
+            log.warning("sender %s: the stored password is not bound to its current server "
+                        "settings; it is not used until it is re-entered", sender.id)
+            raise CredentialNotBound(
+                f"sender {sender.id}: the stored password is not bound to these settings",
+                message(self.config, "password_unbound"))
+        return self.cipher.decrypt(sender.password)
 
     # -- changes --------------------------------------------------------------------
 
@@ -143,9 +202,13 @@ class SenderService:
     def create_sender(self, settings: SenderSettings, password: str) -> Sender:
         settings = self._validated(settings)
         encrypted = self.cipher.encrypt(validate_password(password))
+        binding = self.cipher.bind(
+            destination(settings.server_name, settings.port, settings.username), encrypted)
         actor = self._actor()
+        fingerprint = self.cipher.fingerprint(asdict(settings), password)
         return self.store.add(settings, encrypted, before_commit=lambda sender: (
-            self._audit_change(SenderCreated(actor=actor, sender_id=sender.id))))
+            self._audit_change(SenderCreated(actor=actor, sender_id=sender.id))),
+            binding=binding, **_optional(self.store.add, fingerprint=fingerprint))
 
     def update_sender(self, sender_id: int, expected_version: int, settings: SenderSettings,
                       password: str) -> Sender:
@@ -161,13 +224,33 @@ class SenderService:
         except PasswordUnreadable:
             changed.append("password")
         actor = self._actor()
+        encrypted = self.cipher.encrypt(password)
         updated = self.store.update(
-            sender_id, expected_version, settings, self.cipher.encrypt(password),
+            sender_id, expected_version, settings, encrypted,
             before_commit=lambda sender: self._audit_change(SenderUpdated(
                 actor=actor, sender_id=sender.id, changed_fields=tuple(changed))),
+            binding=self.cipher.bind(
+                destination(settings.server_name, settings.port, settings.username),
+                encrypted),
+            **_optional(self.store.update,
+                        fingerprint=self._fingerprint_for_save(current, settings, password)),
         )
         self.mailer.forget(sender_id)
         return updated
+
+    def _fingerprint_for_save(self, current: Sender, settings: SenderSettings,
+                              password: str) -> str:
+        """The fingerprint of the settings and password about to be saved. When they are
+        the ones saved now, or the ones last tested, that stored fingerprint is reused if
+        it matches under any configured key: a fingerprint made under a key that has since
+        been rotated out of first place still counts, so saving the tested values again
+        after a rotation keeps the sender tested. Otherwise a new one under the first key.
+        """
+        values = asdict(settings)
+        for stored in (current.settings_fingerprint, current.tested_fingerprint):
+            if stored is not None and self.cipher.fingerprint_matches(values, password, stored):
+                return stored
+        return self.cipher.fingerprint(values, password)
 
     def delete_sender(self, sender_id: int, expected_version: int | None = None) -> None:
         actor = self._actor()
@@ -200,7 +283,8 @@ class SenderService:
             self._audit_change(KeysRotated(actor=actor, sender_id=None, rotated=done,
                                            unreadable=bad))
 
-        return self.store.reencrypt(self.cipher.rotate, before_commit=audit, progress=progress)
+        return self.store.reencrypt(self.cipher.rotate, before_commit=audit, progress=progress,
+                                    rebind=self.cipher.rebind)
 
     # -- Send Test Email ------------------------------------------------------------
 
@@ -213,18 +297,24 @@ class SenderService:
         recipient = validate_recipient(recipient)
         sender = self.store.get(sender_id)
         actor = self._actor()
+        trace = Trace()
         try:
-            self._deliver_test(sender, recipient)
+            self._deliver_test(sender, recipient, trace)
+        except CredentialNotBound:
+            result = TestEmailResult(False, message(self.config, "password_unbound"),
+                                     "password", diagnosis=Diagnosis.password_unusable())
         except PasswordUnreadable:
             result = TestEmailResult(False, message(self.config, "password_reentry"),
-                                     "password")
+                                     "password", diagnosis=Diagnosis.password_unusable())
         except DeliveryError as failure:
-            result = TestEmailResult(False, failure.user_message, failure.stage)
+            result = TestEmailResult(False, failure.user_message, failure.stage,
+                                     diagnosis=trace.diagnosis(self.config))
         else:
             result = TestEmailResult(True, message(self.config, "test_success",
-                                                   recipient=recipient))
+                                                   recipient=recipient),
+                                     diagnosis=trace.diagnosis(self.config))
         try:
-            self.store.record_test(sender.id, result.ok, datetime.now(timezone.utc))
+            self._record_test(sender, result.ok)
         except StorageError:  # the send happened; its result still goes to the user
             log.warning("could not record the test result of sender %s", sender.id)
         if result.ok:
@@ -235,8 +325,32 @@ class SenderService:
                                              recipient=recipient, stage=result.stage or ""))
         return result
 
-    def _deliver_test(self, sender: Sender, recipient: str) -> None:
-        secret = self.cipher.decrypt(sender.password)
+    def _record_test(self, sender: Sender, ok: bool) -> None:
+        """Record the result on the version that was tested (compare-and-set on
+        ``sender.version``): an edit saved while the test ran is not marked tested, and
+        the result of the old settings is not shown on the new ones. A passed test marks
+        the tested version's fingerprint as tested (a row saved before fingerprints
+        existed gets one now, from the password the test used)."""
+        record = self.store.record_test
+        when = datetime.now(timezone.utc)
+        if not _accepts(record, "version"):  # a store without compare-and-set
+            record(sender.id, ok, when)
+            return
+        fingerprint = sender.settings_fingerprint
+        if ok and fingerprint is None:
+            try:
+                fingerprint = self.cipher.fingerprint(asdict(sender.settings),
+                                                      self.secret_for(sender))
+            except PasswordUnreadable:  # it was just read; only a key change gets here
+                fingerprint = None
+        recorded = record(sender.id, ok, when, version=sender.version,
+                          **_optional(record, fingerprint=fingerprint))
+        if recorded is False:
+            log.info("sender %s was saved or deleted while it was tested; the result of "
+                     "the old settings is not recorded", sender.id)
+
+    def _deliver_test(self, sender: Sender, recipient: str, trace: Trace | None = None) -> None:
+        secret = self.secret_for(sender)
         settings = sender.settings
         test_message = build_test_message(
             settings, recipient,
@@ -247,6 +361,75 @@ class SenderService:
         data = serialise(test_message)
         options = self.transport_options
         deadline = transport.Deadline(options.deadline, options.operation_timeout)
-        with transport.connect(sender.server, secret, options, deadline) as connection:
+        with transport.connect(sender.server, secret, options, deadline,
+                               trace) as connection:
             connection.send(ascii_address(settings.from_address), [ascii_address(recipient)],
-                            data, deadline)
+                            data, deadline, trace=trace)
+
+    # -- connection check -----------------------------------------------------------
+
+    def check_connection(self, sender_id: int, recipient: str | None = None) -> CheckResult:
+        """The dry run: resolve, connect, TLS, EHLO, AUTH, MAIL FROM (the From Address) and
+        RCPT TO (``recipient``, or the From Address when it is None or blank), then RSET
+        and QUIT. No DATA, so nothing is delivered.
+
+        Raises InvalidSenderData for a bad recipient and SenderNotFound for a missing
+        sender; a failure of the check itself is a result. Every result is audited
+        (ConnectionChecked) and recorded on the sender (``last_check_at``,
+        ``last_check_ok``, ``last_check_stage``, through the store's ``record_check``
+        when it has one), whoever asked: the page, the API or ``flask smtp-senders
+        check``. It never marks the sender tested: passing it says nothing about DATA.
+        """
+        if recipient is not None and recipient.strip(" \t"):
+            recipient = validate_recipient(recipient)
+        else:
+            recipient = None
+        sender = self.store.get(sender_id)
+        actor = self._actor()
+        result = self._check(sender, recipient)
+        self._record_check(sender, result)
+        self._audit_send(ConnectionChecked(actor=actor, sender_id=sender.id,
+                                           outcome="success" if result.ok else "failure",
+                                           stage=result.stage or ""))
+        return result
+
+    def _record_check(self, sender: Sender, result: CheckResult) -> None:
+        """The check's outcome on the sender; a store failure loses the record, never
+        the result (the check ran)."""
+        record = getattr(self.store, "record_check", None)
+        if record is None:
+            return
+        try:
+            record(sender.id, result.ok, datetime.now(timezone.utc), result.stage)
+        except StorageError:
+            log.warning("could not record the connection check of sender %s", sender.id)
+
+    def _check(self, sender: Sender, recipient: str | None) -> CheckResult:
+        trace = Trace()
+        try:
+            self._probe(sender, recipient, trace)
+        except PasswordUnreadable as unusable:
+            reason = ("password_unbound" if isinstance(unusable, CredentialNotBound)
+                      else "password_reentry")
+            return CheckResult(False, message(self.config, reason), "password",
+                               Diagnosis.password_unusable())
+        except DeliveryError as failure:
+            return CheckResult(False, failure.user_message, failure.stage,
+                               trace.diagnosis(self.config))
+        return CheckResult(True, message(self.config, "check_success"), None,
+                           trace.diagnosis(self.config))
+
+    def _probe(self, sender: Sender, recipient: str | None, trace: Trace) -> None:
+        secret = self._check_secret(sender)
+        from_address = ascii_address(sender.settings.from_address)
+        to_address = ascii_address(recipient) if recipient else from_address
+        options = self.transport_options
+        deadline = transport.Deadline(options.deadline, options.operation_timeout)
+        with transport.connect(sender.server, secret, options, deadline,
+                               trace) as connection:
+            connection.dry_run(from_address, [to_address], deadline, trace)
+
+    def _check_secret(self, sender: Sender) -> Secret:
+        """The password for the connection check: its only read of the stored one, the
+        same guarded read Send Test Email uses."""
+        return self.secret_for(sender)

@@ -3,29 +3,69 @@
 A host can replace the store (``store=`` or the ``smtp_senders_store`` hook). Every
 write is one transaction: it commits whole or not at all, and ``before_commit`` (used for
 the audit trail) runs inside it, so a failing audit rolls the change back.
+
+Beside each token a store keeps its ``binding`` (a MAC of the destination and the token,
+see :mod:`.crypto`) and hands it back as ``Sender.password_binding``; a store that loses
+it makes the sender unusable until its password is re-entered, never less safe.
+
+A store may also keep each version's ``settings_fingerprint`` and the ``tested_fingerprint``
+of the last successful test (``Sender.test_state`` compares them), and the last connection
+check (``record_check``). These are optional: the service passes ``fingerprint=`` to
+``add``/``update`` and ``version=``/``fingerprint=`` to ``record_test`` only when the
+store's method accepts them, and calls ``record_check`` only when the store has it; a store
+without them gets the state the last test result alone gives (see ``Sender.test_state``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from .crypto import EncryptedPassword, PasswordUnreadable
-from .errors import ConcurrentUpdate, SenderNotFound, StorageError
+from .crypto import Destination, EncryptedPassword, PasswordUnreadable
+from .errors import ConcurrentUpdate, CredentialNotBound, SenderNotFound, StorageError
 from .models import Base, SenderRow
 from .transport import Security, ServerAddress, security_for_port
 from .validation import SETTING_NAMES, SenderSettings
 
 log = logging.getLogger(__name__)
+
+
+def destination(server_name: str, port: int, username: str) -> Destination:
+    """What a password is bound to: the server as stored, the port, the mode the port rule
+    gives it (so a port that changes STARTTLS to SMTPS is a new destination too) and the
+    user it logs in as."""
+    return Destination(server_name, port, security_for_port(port).value, username)
+
+
+class TestState(str, enum.Enum):
+    """Whether the saved settings are the ones a test email last passed with."""
+
+    __test__ = False  # not a pytest test class
+
+    #: No test email has passed (for any version of the settings).
+    NEVER = "never"
+    #: The saved settings (password included) are the ones of the last passed test.
+    TESTED = "tested"
+    #: A test passed, but the settings or the password were changed after it.
+    CHANGED = "changed"
+
+    @property
+    def label(self) -> str:
+        return _STATE_LABELS[self]
+
+
+_STATE_LABELS = {TestState.NEVER: "Never tested", TestState.TESTED: "Tested",
+                 TestState.CHANGED: "Changed since last test"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +81,40 @@ class Sender:
     last_test_at: datetime | None = None
     last_test_ok: bool | None = None
     is_default: bool = False
+    #: The MAC binding ``password`` (the token) to the destination it was entered for;
+    #: None when the store has none (then the password is never used).
+    password_binding: str | None = field(default=None, repr=False)
+    #: The fingerprint of this version's settings and password (see
+    #: crypto.PasswordCipher.fingerprint); None for a row saved before it existed.
+    settings_fingerprint: str | None = field(default=None, repr=False)
+    #: The settings_fingerprint of the version the last successful test email used.
+    tested_fingerprint: str | None = field(default=None, repr=False)
+    #: The last connection check (dry run): when, passed or not, and where it stopped.
+    last_check_at: datetime | None = None
+    last_check_ok: bool | None = None
+    last_check_stage: str | None = None
+
+    @property
+    def test_state(self) -> TestState:
+        """TESTED when the saved settings are exactly the ones of the last successful
+        test email, CHANGED when a test passed but they differ now, NEVER when no test
+        passed. A sender with no fingerprint at all (saved before fingerprints existed and
+        not saved since, or kept by a store without them) falls back to the last result:
+        TESTED when it passed, NEVER otherwise (the rule before fingerprints)."""
+        tested, saved = self.tested_fingerprint, self.settings_fingerprint
+        if tested is None:
+            if saved is None:
+                return TestState.TESTED if self.last_test_ok else TestState.NEVER
+            # A test passed that cannot be tied to this version (recorded without one,
+            # or before the upgrade with an edit since): it says nothing of these settings.
+            return TestState.CHANGED if self.last_test_ok else TestState.NEVER
+        return TestState.TESTED if tested == saved else TestState.CHANGED
+
+    @property
+    def destination(self) -> Destination:
+        """What ``password_binding`` must match before the password is used."""
+        return destination(self.settings.server_name, self.settings.port,
+                           self.settings.username)
 
     @property
     def security(self) -> Security:
@@ -55,6 +129,9 @@ class Sender:
 
 BeforeCommit = Callable[[Sender], None]
 Reencrypt = Callable[[EncryptedPassword], EncryptedPassword]
+#: (the row's destination, its token, its stored binding, the re-encrypted token) -> the
+#: binding of the new token; raises CredentialNotBound when the stored one does not verify.
+Rebind = Callable[[Destination, EncryptedPassword, str | None, EncryptedPassword], str]
 
 
 @runtime_checkable
@@ -67,18 +144,35 @@ class SenderStore(Protocol):
         """Raises SenderNotFound."""
 
     def add(self, settings: SenderSettings, password: EncryptedPassword,
-            before_commit: BeforeCommit | None = None) -> Sender: ...
+            before_commit: BeforeCommit | None = None, *,
+            binding: str | None = None) -> Sender:
+        """Store a new sender; ``binding`` is kept with the token and returned as
+        ``password_binding`` by every read. Optionally also ``fingerprint=`` (keyword),
+        kept as ``settings_fingerprint``."""
 
     def update(self, sender_id: int, expected_version: int, settings: SenderSettings,
                password: EncryptedPassword,
-               before_commit: BeforeCommit | None = None) -> Sender:
-        """Raises SenderNotFound, or ConcurrentUpdate when the version moved on."""
+               before_commit: BeforeCommit | None = None, *,
+               binding: str | None = None) -> Sender:
+        """Replace settings, token and binding together. Raises SenderNotFound, or
+        ConcurrentUpdate when the version moved on. Optionally also ``fingerprint=``
+        (keyword): the new ``settings_fingerprint``, written in the same update."""
 
     def delete(self, sender_id: int, expected_version: int | None = None,
                before_commit: BeforeCommit | None = None) -> None: ...
 
     def record_test(self, sender_id: int, ok: bool, when: datetime) -> None:
-        """Remember the last test result without bumping the version."""
+        """Remember the last test result without bumping the version.
+
+        Optionally (keywords) ``version=``, the version the test used: then record only if
+        the sender is still at that version (compare-and-set; return False otherwise), and
+        when ``ok`` set ``tested_fingerprint`` to the row's ``settings_fingerprint``, or to
+        ``fingerprint=`` (the service's fingerprint of the tested settings) on a row that
+        has none, which then becomes its ``settings_fingerprint`` too.
+
+        An optional ``record_check(sender_id, ok, when, stage)`` (not part of this
+        protocol, so older stores still satisfy it) remembers the last connection check
+        the same way, without compare-and-set and without touching the test columns."""
 
     def set_default(self, sender_id: int,
                     before_commit: BeforeCommit | None = None) -> Sender:
@@ -87,9 +181,16 @@ class SenderStore(Protocol):
 
     def reencrypt(self, transform: Reencrypt,
                   before_commit: Callable[[int, int], None] | None = None, *,
-                  progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+                  progress: Callable[[int], None] | None = None,
+                  rebind: Rebind | None = None) -> tuple[int, int]:
         """Apply ``transform`` to every token in one transaction; return (rotated,
         unreadable). ``transform`` raises PasswordUnreadable for tokens it cannot read.
+
+        ``rebind``, when given, is called after ``transform`` with each row's destination,
+        old token, stored binding and new token; the binding it returns is written with
+        the new token, in the same write. When it raises CredentialNotBound (a
+        PasswordUnreadable) the row is left as it was and counted unreadable. Without it,
+        bindings are kept as they are.
 
         ``progress``, when given, is called now and then with the number of tokens
         processed so far (increasing, the last call being the total), so a command line
@@ -111,12 +212,18 @@ def _to_sender(row: SenderRow) -> Sender:
         id=row.id,
         settings=SenderSettings(**{name: getattr(row, name) for name in SETTING_NAMES}),
         password=EncryptedPassword(row.password_token.encode("utf-8")),  # junk stays unreadable
+        password_binding=row.password_binding,
         version=row.version,
         created_at=_utc(row.created_at),  # type: ignore[arg-type]
         updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
         last_test_at=_utc(row.last_test_at),
         last_test_ok=row.last_test_ok,
         is_default=bool(row.is_default),
+        settings_fingerprint=row.settings_fingerprint,
+        tested_fingerprint=row.tested_fingerprint,
+        last_check_at=_utc(row.last_check_at),
+        last_check_ok=row.last_check_ok,
+        last_check_stage=row.last_check_stage,
     )
 
 
@@ -160,12 +267,14 @@ class SQLAlchemyStore:
             return _to_sender(row)
 
     def add(self, settings: SenderSettings, password: EncryptedPassword,
-            before_commit: BeforeCommit | None = None) -> Sender:
+            before_commit: BeforeCommit | None = None, *,
+            binding: str | None = None, fingerprint: str | None = None) -> Sender:
         now = _now()
         with self._transaction() as session:
             has_default = session.scalar(
                 select(SenderRow.id).where(SenderRow.is_default.is_(True)).limit(1))
             row = SenderRow(**asdict(settings), password_token=password.token.decode("ascii"),
+                            password_binding=binding, settings_fingerprint=fingerprint,
                             created_at=now, updated_at=now, is_default=has_default is None)
             session.add(row)
             session.flush()
@@ -176,7 +285,8 @@ class SQLAlchemyStore:
 
     def update(self, sender_id: int, expected_version: int, settings: SenderSettings,
                password: EncryptedPassword,
-               before_commit: BeforeCommit | None = None) -> Sender:
+               before_commit: BeforeCommit | None = None, *,
+               binding: str | None = None, fingerprint: str | None = None) -> Sender:
         try:
             with self._transaction() as session:
                 row = session.get(SenderRow, sender_id)
@@ -187,6 +297,10 @@ class SQLAlchemyStore:
                 for name, value in asdict(settings).items():
                     setattr(row, name, value)
                 row.password_token = password.token.decode("ascii")
+                row.password_binding = binding
+                # Written by the same versioned UPDATE: a test of the previous version
+                # that records after this cannot mark these settings tested.
+                row.settings_fingerprint = fingerprint
                 row.updated_at = _now()
                 session.flush()  # UPDATE ... WHERE version = expected: races end here
                 sender = _to_sender(row)
@@ -218,12 +332,37 @@ class SQLAlchemyStore:
             if before_commit:
                 before_commit(sender)
 
-    def record_test(self, sender_id: int, ok: bool, when: datetime) -> None:
+    def record_test(self, sender_id: int, ok: bool, when: datetime, *,
+                    version: int | None = None, fingerprint: str | None = None) -> bool:
+        """One UPDATE, no version bump. With ``version``, a compare-and-set: nothing is
+        recorded when the sender was saved (or deleted) since the test read it, since the
+        result is about settings that are no longer saved. A passed test then sets
+        ``tested_fingerprint`` from the row's own ``settings_fingerprint`` in the same
+        statement (SQL reads the old values on the right of SET), so it is exactly the
+        fingerprint of the version that was tested. Returns whether a row was written."""
+        table = SenderRow.__table__
+        values: dict[str, Any] = {"last_test_at": when.astimezone(timezone.utc),
+                                  "last_test_ok": ok}
+        statement = update(table).where(table.c.id == sender_id)
+        if version is not None:
+            statement = statement.where(table.c.version == version)
+            if ok:
+                tested = func.coalesce(table.c.settings_fingerprint, fingerprint)
+                values.update(tested_fingerprint=tested, settings_fingerprint=tested)
+        with self._transaction() as session:
+            written = session.execute(statement.values(**values)).rowcount
+        return written == 1
+
+    def record_check(self, sender_id: int, ok: bool, when: datetime,
+                     stage: str | None) -> None:
+        """Remember the last connection check: no version bump, no compare-and-set (it
+        changes nothing the test state depends on)."""
         table = SenderRow.__table__
         with self._transaction() as session:
             session.execute(
                 update(table).where(table.c.id == sender_id)
-                .values(last_test_at=when.astimezone(timezone.utc), last_test_ok=ok)
+                .values(last_check_at=when.astimezone(timezone.utc), last_check_ok=ok,
+                        last_check_stage=None if ok else (stage or "")[:32])
             )
 
     def set_default(self, sender_id: int,
@@ -247,27 +386,40 @@ class SQLAlchemyStore:
 
     def reencrypt(self, transform: Reencrypt,
                   before_commit: Callable[[int, int], None] | None = None, *,
-                  progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+                  progress: Callable[[int], None] | None = None,
+                  rebind: Rebind | None = None) -> tuple[int, int]:
         """One SELECT, the transform in memory, one executemany, one transaction.
 
         The rows are written once at the end, not batch by batch, so on SQLite the write
         lock is held for the UPDATE alone and admins saving meanwhile are not locked out
         while the tokens are re-encrypted. ``progress`` hears every 100 tokens, and the
-        total only once the UPDATE has run.
+        total only once the UPDATE has run. Token and binding are written by the same
+        compare-and-set, so they never come from two different saves.
         """
         batch = 100
         table = SenderRow.__table__
         with self._transaction() as session:
-            rows = session.execute(select(table.c.id, table.c.password_token)).all()
+            rows = session.execute(select(
+                table.c.id, table.c.password_token, table.c.password_binding,
+                table.c.server_name, table.c.port, table.c.username)).all()
             changes, unreadable = [], 0
-            for done, (sender_id, token) in enumerate(rows, start=1):
+            for done, (sender_id, token, binding, server_name, port, username) in enumerate(
+                    rows, start=1):
+                old = EncryptedPassword(token.encode("utf-8"))
                 try:
-                    new = transform(EncryptedPassword(token.encode("utf-8")))
+                    new = transform(old)
+                    if rebind is not None:
+                        binding = rebind(destination(server_name, port, username), old,
+                                         binding, new)
+                except CredentialNotBound:
+                    log.warning("sender %s: its password is not bound to its server "
+                                "settings; left as it was (re-enter it)", sender_id)
+                    unreadable += 1
                 except PasswordUnreadable:
                     unreadable += 1
                 else:
                     changes.append({"row_id": sender_id, "old_token": token,
-                                    "token": new.token.decode("ascii")})
+                                    "token": new.token.decode("ascii"), "binding": binding})
                 if progress is not None and done % batch == 0 and done < len(rows):
                     progress(done)
             if changes:
@@ -276,7 +428,8 @@ class SQLAlchemyStore:
                 session.execute(
                     update(table).where(table.c.id == bindparam("row_id"))
                     .where(table.c.password_token == bindparam("old_token"))
-                    .values(password_token=bindparam("token")),
+                    .values(password_token=bindparam("token"),
+                            password_binding=bindparam("binding")),
                     changes,
                 )
             if progress is not None:

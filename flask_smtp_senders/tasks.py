@@ -124,8 +124,9 @@ def _send(task: Task, app: Flask, sender_id: int | None, text: str) -> dict[str,
         except StorageError:  # nothing was sent: the database may be back later
             raise _retry(task, config, SendFailed(
                 user_message(config, "storage_unavailable"))) from None
-        except PasswordUnreadable:
-            raise SendFailed(user_message(config, "password_reentry")) from None
+        except PasswordUnreadable as unusable:  # CredentialNotBound carries its own text
+            raise SendFailed(getattr(unusable, "user_message", None)
+                             or user_message(config, "password_reentry")) from None
         except (InvalidSenderData, EmailNotValidError) as invalid:  # the message's fault
             raise SendFailed(str(invalid)) from None
         except SenderNotFound:

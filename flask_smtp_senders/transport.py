@@ -7,12 +7,18 @@ deadline, so a server that drips one byte at a time cannot hold a worker. Failur
 raised as :class:`DeliveryError` with the stage where they happened and a fixed message;
 server replies and exception text go to the log, with the password scrubbed out.
 
+:func:`connect`, :meth:`Connection.send` and :meth:`Connection.dry_run` take an optional
+:class:`~flask_smtp_senders.diagnostics.Trace` that records each stage (Send Test Email and
+the connection check); without one (the sending API) nothing is recorded and nothing is
+allocated for it.
+
 This module knows nothing of Flask.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import enum
 import hmac
 import logging
@@ -21,6 +27,7 @@ import select
 import smtplib
 import socket
 import ssl
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,6 +36,7 @@ from typing import Generic, Protocol, TypeVar
 
 from .crypto import Secret
 from .destinations import DestinationPolicy
+from .diagnostics import NO_TRACE, Trace
 from .errors import DeliveryError, SMTPTimeout
 
 log = logging.getLogger(__name__)
@@ -38,6 +46,8 @@ STARTTLS_PORTS = frozenset({25, 587, 2525})
 #: Stages of an exchange, in order; a DeliveryError names the one where it stopped.
 STAGES = ("resolve", "destination", "connect", "tls", "auth", "sender", "recipient", "data",
           "timeout")
+#: The envelope's stages (a transaction's ``stage``) as diagnostic stages.
+_TRACE_STAGES = {"sender": "mail", "recipient": "rcpt", "data": "data"}
 
 
 class Security(enum.Enum):
@@ -162,25 +172,47 @@ class _SMTP(smtplib.SMTP):
     the Server Name, and bounds every read and write by a :class:`Deadline`."""
 
     def __init__(self, server_name: str, security: Security, options: TransportOptions,
-                 deadline: Deadline) -> None:
+                 deadline: Deadline, trace: Trace = NO_TRACE) -> None:
         super().__init__(local_hostname=options.ehlo_name, timeout=options.operation_timeout)
         self._host = server_name  # what TLS verifies, whatever address we connect to
         self.security = security
         self.options = options
         self.deadline = deadline
         self.stage = "connect"
+        #: Where stages and failures are reported (NO_TRACE: nowhere).
+        self.trace = trace
+
+    def connect(self, host: str = "localhost", port: int = 0,
+                source_address: tuple[str, int] | None = None) -> tuple[int, bytes]:
+        """smtplib's connect(), with the server's greeting read in the ehlo stage (on an
+        SMTPS port it comes after TLS)."""
+        if source_address:
+            self.source_address = source_address
+        sys.audit("smtplib.connect", self, host, port)
+        self.sock = self._get_socket(host, port, self.timeout)
+        self.file = None
+        with self.trace.stage("ehlo"):
+            code, reply = self.getreply()
+            self.trace.greeted(code)
+        return code, reply
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         self.stage = "connect"
-        sock = socket.create_connection((host, port), timeout=self.deadline.next_timeout())
+        trace = self.trace
+        with trace.stage("connect"):
+            sock = socket.create_connection((host, port), timeout=self.deadline.next_timeout())
+            trace.connected(host, port)
         if self.security is Security.SMTPS:
             self.stage = "tls"
-            try:
-                sock.settimeout(self.deadline.next_timeout())
-                sock = self.options.ssl_context.wrap_socket(sock, server_hostname=self._host)
-            except BaseException:
-                sock.close()
-                raise
+            with trace.stage("tls"):
+                try:
+                    sock.settimeout(self.deadline.next_timeout())
+                    sock = self.options.ssl_context.wrap_socket(sock,
+                                                                server_hostname=self._host)
+                except BaseException:
+                    sock.close()
+                    raise
+                trace.tls(sock)
         return sock
 
     def getreply(self):  # type: ignore[no-untyped-def]
@@ -201,6 +233,7 @@ class _SMTP(smtplib.SMTP):
     def auth(self, mechanism, authobject, *, initial_response_ok=True):  # type: ignore[no-untyped-def]
         """smtplib's AUTH loop with UTF-8 instead of ASCII (RFC 4616), so any password works."""
         mechanism = mechanism.upper()
+        self.trace.fact("Mechanism", mechanism)  # one of smtplib's, never the server's text
         initial = authobject() if initial_response_ok else None
         if initial is not None:
             code, resp = self.docmd("AUTH", f"{mechanism} {_b64(initial)}")
@@ -212,6 +245,7 @@ class _SMTP(smtplib.SMTP):
             if challenges > smtplib._MAXCHALLENGE:
                 raise smtplib.SMTPException("server AUTH mechanism loops")
             code, resp = self.docmd(_b64(authobject(base64.decodebytes(resp))))
+        self.trace.fact("Reply code", str(int(code)))
         if code in (235, 503):
             return code, resp
         if code == 535:  # the credentials are wrong: trying the next mechanism won't help
@@ -242,6 +276,10 @@ class _Gone(smtplib.SMTPServerDisconnected):
 
     def __init__(self) -> None:
         super().__init__("the connection closed before this message was sent")
+
+
+class _EnvelopeAccepted(Exception):
+    """A dry run reached DATA: the server accepted the sender and a recipient."""
 
 
 class _Unsendable(ValueError):
@@ -373,7 +411,8 @@ class Connection:
 
     def send(self, from_addr: str, to_addrs: Sequence[str], data: bytes,
              deadline: Deadline | None = None,
-             while_waiting: Callable[[], None] | None = None) -> dict[str, tuple[int, str]]:
+             while_waiting: Callable[[], None] | None = None,
+             trace: Trace | None = None) -> dict[str, tuple[int, str]]:
         """Send one message serialised with CRLF line endings.
 
         Returns the recipients the server refused while it accepted others (with the
@@ -382,10 +421,73 @@ class Connection:
         DeliveryError when nothing was accepted; after a refusal the session is reset and
         stays usable, after a 421 or a broken connection it is closed (``usable`` turns
         False). Raises ValueError, before writing anything, for an address that cannot
-        be written as an SMTP command.
+        be written as an SMTP command. ``trace`` records MAIL FROM, RCPT TO and DATA.
         """
         txn = _Transaction(None, to_addrs, _envelope_lines(from_addr, to_addrs))
-        return self._send_lockstep(txn, data, deadline, while_waiting)
+        if trace is None:
+            return self._send_lockstep(txn, data, deadline, while_waiting)
+        with self._tracing(trace):
+            return self._send_lockstep(txn, data, deadline, while_waiting, trace)
+
+    def dry_run(self, from_addr: str, to_addrs: Sequence[str],
+                deadline: Deadline | None = None, trace: Trace | None = None) -> None:
+        """MAIL FROM and RCPT TO exactly as :meth:`send` writes them, then RSET and QUIT
+        where DATA would be: the server's verdict on the envelope, and nothing delivered.
+
+        Raises DeliveryError as send() does (stage sender or recipient). RSET and QUIT are
+        best effort (the trace's reset stage says how they went); the session ends.
+        """
+        txn = _Transaction(None, to_addrs, _envelope_lines(from_addr, to_addrs))
+        data_line = txn.lines[-1]
+        tracer = NO_TRACE if trace is None else trace
+        smtp = self._smtp
+        smtp.deadline = deadline or self._fresh_deadline()
+
+        def command(line: bytes) -> tuple[int, bytes]:
+            if line is data_line:  # never written
+                raise _EnvelopeAccepted
+            tracer.enter(_TRACE_STAGES[txn.stage])
+            smtp.send(line)
+            code, text = smtp.getreply()
+            tracer.fact("Reply code", str(int(code)))
+            return code, text
+
+        with self._tracing(tracer):
+            try:
+                self._envelope(txn, command)
+            except _EnvelopeAccepted:
+                tracer.leave()
+            except (smtplib.SMTPException, OSError) as exc:
+                raise self._abandon(txn, exc) from None
+            self._reset_and_quit(tracer)
+
+    def _reset_and_quit(self, trace: Trace) -> None:
+        """A dry run's end; a server that fails RSET or QUIT has still judged the envelope."""
+        smtp = self._smtp
+        trace.enter("reset")
+        passed = False
+        try:
+            rset, _text = smtp.rset()
+            trace.fact("RSET reply code", str(int(rset)))
+            quit_code, _text = smtp.quit()
+            trace.fact("QUIT reply code", str(int(quit_code)))
+            passed = rset == 250 and quit_code == 221
+        except (smtplib.SMTPException, OSError) as exc:
+            log.info("RSET or QUIT after a connection check failed for %s:%s: %s",
+                     self.server.server_name, self.server.port, type(exc).__name__)
+        finally:
+            smtp.close()
+            trace.leave(ok=passed)
+
+    @contextlib.contextmanager
+    def _tracing(self, trace: Trace) -> Iterator[None]:
+        """Have failures classified meanwhile (:func:`_classify`) reported to ``trace``."""
+        smtp = self._smtp
+        previous, smtp.trace = smtp.trace, trace
+        try:
+            yield
+        finally:
+            smtp.trace = previous
 
     def send_pipelined(self, items: Iterator[_T]) -> Iterator[tuple[_T, Outcome]]:
         """Send many messages, overlapping round trips when the server allows (RFC 2920).
@@ -502,38 +604,53 @@ class Connection:
     def _send_lockstep(self, txn: _Transaction[_I], data: bytes,
                        deadline: Deadline | None = None,
                        while_waiting: Callable[[], None] | None = None,
+                       trace: Trace | None = None,
                        ) -> dict[str, tuple[int, str]]:
         """:meth:`send` for a transaction whose envelope is built."""
         smtp = self._smtp
         smtp.deadline = deadline or self._fresh_deadline()
 
         def command(line: bytes) -> tuple[int, bytes]:
+            if trace is not None:
+                trace.enter(_TRACE_STAGES[txn.stage])
             smtp.send(line)
             if line is txn.lines[-1] and while_waiting is not None:
                 # DATA: the server takes a while to answer it, and unlike after the body,
                 # client work here does not hold the exchange back (benchmarks/sending.py)
                 _run_quietly(while_waiting)
-            return smtp.getreply()
+            reply = smtp.getreply()
+            if trace is not None:
+                trace.fact("Reply code", str(int(reply[0])))
+            return reply
 
         try:
             self._envelope(txn, command)
             txn.body_sent = True
             smtp.send(_dot_stuff(data))
             code, reply = smtp.getreply()
+            if trace is not None:
+                trace.fact("Reply code", str(int(code)))  # the message's, after DATA's 354
             if code != 250:
                 raise _Refusal(code, reply)
+            if trace is not None:
+                trace.leave()
             return txn.refused
-        except _Refusal as refusal:
-            failure = self._failure(txn, refusal)
-            if refusal.smtp_code == 421:
-                smtp.close()
+        except (smtplib.SMTPException, OSError) as exc:
+            raise self._abandon(txn, exc) from None
+
+    def _abandon(self, txn: _Transaction[_I], exc: BaseException) -> DeliveryError:
+        """The failure of a lock-step transaction; after a refusal the session is reset and
+        stays usable (closed after a 421), after anything else it is closed."""
+        if isinstance(exc, _Refusal):
+            failure = self._failure(txn, exc)
+            if exc.smtp_code == 421:
+                self._smtp.close()
             else:
                 self._reset()
-            raise failure from None
-        except (smtplib.SMTPException, OSError) as exc:
-            failure = self._failure(txn, exc, unknown=txn.body_sent)
-            smtp.close()
-            raise failure from None
+            return failure
+        failure = self._failure(txn, exc, unknown=txn.body_sent)
+        self._smtp.close()
+        return failure
 
     def _envelope(self, txn: _Transaction[_I],
                   reply: Callable[[bytes], tuple[int, bytes]]) -> None:
@@ -637,16 +754,24 @@ class Connection:
 
 
 def connect(server: ServerAddress, secret: Secret, options: TransportOptions,
-            deadline: Deadline | None = None) -> Connection:
-    """Resolve, connect, secure (SMTPS or mandatory STARTTLS), EHLO and authenticate."""
+            deadline: Deadline | None = None, trace: Trace | None = None) -> Connection:
+    """Resolve, connect, secure (SMTPS or mandatory STARTTLS), EHLO and authenticate.
+
+    ``trace`` records the stages of this call (resolve, connect, tls, ehlo, auth) and why
+    it failed; the connection does not keep it.
+    """
     deadline = deadline or Deadline(options.deadline, options.operation_timeout)
     security = security_for_port(server.port)
-    smtp = _SMTP(server.server_name, security, options, deadline)
+    tracer = NO_TRACE if trace is None else trace
+    tracer.begin(server.port, starttls_port=security is Security.STARTTLS)
+    smtp = _SMTP(server.server_name, security, options, deadline, tracer)
     smtp.stage = "resolve"
     try:
-        addresses = list(options.resolver(server.server_name, server.port))
-        if not addresses:
-            raise OSError("the resolver returned no address")
+        with tracer.stage("resolve"):
+            addresses = list(options.resolver(server.server_name, server.port))
+            if not addresses:
+                raise OSError("the resolver returned no address")
+            tracer.fact("Addresses found", str(len(addresses)))
     except Exception as exc:  # the system resolver or a host hook
         raise _classify(smtp, "resolve", exc, server, secret) from None
     refused = [address for address in addresses
@@ -654,27 +779,49 @@ def connect(server: ServerAddress, secret: Secret, options: TransportOptions,
     if refused:  # one bad address makes the whole name suspect
         log.warning("refusing to connect to %s:%s: it resolves to %s", server.server_name,
                     server.port, ", ".join(refused))
+        tracer.destination_refused(refused[0])
         raise options.fail("destination")
     try:
         _open(smtp, addresses, server.port)
         smtp.stage = "connect"
-        smtp.ehlo()
-        if security is Security.STARTTLS:
-            smtp.stage = "tls"
-            if not smtp.has_extn("starttls"):
-                raise smtplib.SMTPNotSupportedError("server does not offer STARTTLS")
-            smtp.starttls(context=options.ssl_context)
-            smtp.ehlo()
-        smtp.stage = "auth"
-        if not smtp.encrypted:  # belt and braces: credentials never cross in clear
-            smtp.stage = "tls"
-            raise smtplib.SMTPNotSupportedError("refusing to authenticate in clear")
-        smtp.login(server.username, secret.reveal())
+        _ehlo_and_secure(smtp)
+        _authenticate(smtp, server.username, secret)
     except (smtplib.SMTPException, OSError, ValueError) as exc:
         failure = _classify(smtp, smtp.stage, exc, server, secret)
         smtp.close()
         raise failure from None
+    smtp.trace = NO_TRACE  # later sends report to the trace they are given, if any
     return Connection(smtp, server, secret)
+
+
+def _ehlo_and_secure(smtp: _SMTP) -> None:
+    """EHLO; on a STARTTLS port, STARTTLS (mandatory: no fallback to clear) and EHLO again."""
+    trace = smtp.trace
+    starttls = smtp.security is Security.STARTTLS
+    with trace.stage("ehlo"):
+        smtp.ehlo()
+        trace.ehlo(smtp.esmtp_features, before_starttls=starttls)
+    if not starttls:
+        return
+    smtp.stage = "tls"
+    with trace.stage("tls"):
+        if not smtp.has_extn("starttls"):
+            raise smtplib.SMTPNotSupportedError("server does not offer STARTTLS")
+        smtp.starttls(context=smtp.options.ssl_context)
+        if isinstance(smtp.sock, ssl.SSLSocket):
+            trace.tls(smtp.sock)
+    with trace.stage("ehlo"):
+        smtp.ehlo()
+        trace.ehlo(smtp.esmtp_features, before_starttls=False)
+
+
+def _authenticate(smtp: _SMTP, username: str, secret: Secret) -> None:
+    smtp.stage = "auth"
+    if not smtp.encrypted:  # belt and braces: credentials never cross in clear
+        smtp.stage = "tls"
+        raise smtplib.SMTPNotSupportedError("refusing to authenticate in clear")
+    with smtp.trace.stage("auth"):
+        smtp.login(username, secret.reveal())
 
 
 def _destination_allowed(options: TransportOptions, server: ServerAddress,
@@ -706,8 +853,11 @@ def _open(smtp: _SMTP, addresses: list[str], port: int) -> None:
 
 def _classify(smtp: _SMTP, stage: str, exc: BaseException, server: ServerAddress,
               secret: Secret) -> DeliveryError:
-    """Log what really happened, scrubbed, and return the fixed failure for the stage."""
-    if smtp.deadline.tripped or isinstance(exc, TimeoutError):
+    """Log what really happened, scrubbed, tell the trace, and return the fixed failure
+    for the stage."""
+    timed_out = smtp.deadline.tripped or isinstance(exc, TimeoutError)
+    smtp.trace.failed(exc, timed_out=timed_out, stage=stage)
+    if timed_out:
         stage = "timeout"
     log.warning(
         "SMTP %s failed at stage %s for %s:%s: %s",

@@ -1,12 +1,15 @@
 """Shared fixtures: apps on SQLite and PostgreSQL, keys, and the loopback SMTP servers.
 
 pytest-socket (``--allow-hosts`` in pyproject.toml) fails any connection to an address
-other than loopback for the whole session, so a bug cannot send a packet out.
+other than loopback for the whole session, so a bug cannot send a packet out; it does not
+see datagrams sent without connect() (a DNS query), so ``sendto`` has a guard of its own.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +27,30 @@ pytest_plugins = ["tests.smtp_servers"]
 POSTGRES_URL = os.environ.get(
     "SMTP_SENDERS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+def _is_loopback(host: object) -> bool:
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False  # a name: it would be resolved, and could be anywhere
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_datagram_leaves_the_machine():
+    """Fail any sendto() to an address other than loopback, for the whole session."""
+    real_sendto = socket.socket.sendto
+
+    def sendto(self: socket.socket, data: bytes, *args: Any) -> int:
+        address = args[-1]
+        host = address[0] if isinstance(address, tuple) else address
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(host):
+            raise RuntimeError(f"a test tried to send a datagram to {host}")
+        return real_sendto(self, data, *args)
+
+    socket.socket.sendto = sendto  # type: ignore[method-assign]
+    yield
+    socket.socket.sendto = real_sendto  # type: ignore[method-assign]
 
 
 @dataclass
@@ -92,6 +119,8 @@ def make_app(database: Database, tls_material, fernet_key):
             SMTP_SENDERS_TIMEOUT=5.0,
             SMTP_SENDERS_EHLO_NAME="client.test",
             SMTP_SENDERS_ALLOW_LOOPBACK=True,  # every test server is on loopback
+            # DNS lookups only where a test starts a DNS server (example_app/dns_server.py)
+            SMTP_SENDERS_DOMAIN_ADVICE=False,
         )
         app.config.update(config)
         db = SQLAlchemy(app)

@@ -383,7 +383,7 @@ class _Handler:
         options: list[str],
     ) -> Any:
         if address.casefold() in self.recorder._refuse_mail:
-            return "553 5.7.1 Sender not allowed"
+            return f"553 5.7.1 {self.recorder.reply_text or 'Sender not allowed'}"
         return MISSING
 
     async def handle_RCPT(
@@ -395,7 +395,7 @@ class _Handler:
         options: list[str],
     ) -> Any:
         if address.casefold() in self.recorder._refuse_rcpt:
-            return "550 5.1.1 No such user"
+            return f"550 5.1.1 {self.recorder.reply_text or 'No such user'}"
         return MISSING
 
     async def handle_DATA(
@@ -404,7 +404,7 @@ class _Handler:
         recorder = self.recorder
         content = envelope.original_content or b""
         if any(marker in content for marker in recorder.reject_content):
-            return "554 5.6.0 Message content rejected"
+            return f"554 5.6.0 {recorder.reply_text or 'Message content rejected'}"
         if recorder.hang_after_data > 0:
             await asyncio.sleep(recorder.hang_after_data)  # cancelled on disconnect
         recorder._record_message(server, session, envelope)
@@ -493,6 +493,8 @@ class RecordingServer:
         pipelining: bool = False,
         drop_on_data: int = 0,
         reject_content: Iterable[bytes] = (),
+        reply_text: str = "",
+        ehlo_lines: Iterable[str] = (),
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
@@ -511,6 +513,11 @@ class RecordingServer:
         self.drop_on_data = int(drop_on_data)
         #: Answer 554 to a body containing any of these bytes (nothing is recorded).
         self.reject_content = tuple(reject_content)
+        #: Text of the greeting and of every refusal (MAIL, RCPT, AUTH, DATA) instead of
+        #: the usual one: a marker proving that server text never reaches a user.
+        self.reply_text = str(reply_text)
+        #: Extra EHLO lines (without "250-"), e.g. "AUTH XOAUTH2 junk" or "SIZE 1x".
+        self.ehlo_lines = tuple(ehlo_lines)
         # aiosmtpd drops a connection idle for `timeout`; a hanging DATA must outlive it.
         self.timeout = (max(float(timeout), self.hang_after_data + 2.0)
                         if self.hang_after_data else float(timeout))
@@ -620,6 +627,7 @@ class RecordingServer:
             auth_require_tls=True,  # reset per session; True avoids aiosmtpd's warning
             authenticator=self._check_credentials,
             timeout=self.timeout,
+            **({"ident": self.reply_text} if self.reply_text else {}),
         )
         try:
             controller.start()
@@ -701,6 +709,8 @@ class RecordingServer:
             lines.insert(len(lines) - 1, "250-STARTTLS")
         if self.pipelining:
             lines.insert(len(lines) - 1, "250-PIPELINING")
+        for extra in self.ehlo_lines:
+            lines.insert(len(lines) - 1, f"250-{extra}")
         return lines
 
     def _check_credentials(
@@ -722,8 +732,9 @@ class RecordingServer:
             self.auth_attempts[server._auth_slot] = attempt
         else:
             self.auth_attempts.append(attempt)
-        # handled=False makes aiosmtpd answer 535 itself on failure.
-        return AuthResult(success=ok, handled=False, auth_data=auth_data)
+        # handled=False makes aiosmtpd answer 535 itself on failure (with our text if set).
+        refusal = f"535 5.7.8 {self.reply_text}" if self.reply_text and not ok else None
+        return AuthResult(success=ok, handled=False, auth_data=auth_data, message=refusal)
 
     def _record_message(self, server: _RecordingSMTP, session: Session, envelope: Envelope) -> None:
         data = envelope.original_content or b""
@@ -906,6 +917,8 @@ def smtp_server(tls_material: TLSMaterial) -> Iterator[Callable[..., RecordingSe
         pipelining: bool = False,
         drop_on_data: int = 0,
         reject_content: Iterable[bytes] = (),
+        reply_text: str = "",
+        ehlo_lines: Iterable[str] = (),
     ) -> RecordingServer:
         server = RecordingServer(
             mode,
@@ -924,6 +937,8 @@ def smtp_server(tls_material: TLSMaterial) -> Iterator[Callable[..., RecordingSe
             pipelining=pipelining,
             drop_on_data=drop_on_data,
             reject_content=reject_content,
+            reply_text=reply_text,
+            ehlo_lines=ehlo_lines,
         )
         server.start()
         started.append(server)

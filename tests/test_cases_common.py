@@ -149,3 +149,8 @@ def app_log_text(records: list[logging.LogRecord]) -> str:
     formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
     return "\n".join(formatter.format(record) for record in records
                      if not record.name.startswith(HARNESS_LOGGERS))
+
+
+def outcome(answer) -> dict[str, object]:
+    """The result of a JSON test-email answer, without its diagnosis and advice."""
+    return {"ok": answer.json["ok"], "message": answer.json["message"]}

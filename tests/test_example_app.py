@@ -518,10 +518,38 @@ def test_send_test_email_from_the_portal_arrives_in_the_catcher(
                                    "recipient": "admin@example.com"},
                              headers={"Accept": "application/json"})
 
-    assert result.get_json() == {
-        "ok": True, "message": "A test message was successfully sent to admin@example.com."}
+    answer = result.get_json()
+    assert (answer["ok"], answer["message"]) == (
+        True, "A test message was successfully sent to admin@example.com.")
+    assert answer["diagnosis"]["stopped_at"] is None
     (caught,) = catcher.messages.newest_first()
     assert caught.rcpt_tos == ("admin@example.com",)
     assert caught.username == "demo"
     assert "Test message from your SMTP sender" in client.get("/catcher").text
     assert any("by admin" in record.getMessage() for record in caplog.records)
+
+
+# ------------------------------------------------------------------- From-domain advice
+
+
+def test_domain_advice_asks_the_demo_dns_server_and_only_it(tmp_path):
+    """Without the demo's DNS server the portal looks nothing up (tests and offline
+    machines); with it, lookups go to 127.0.0.1 and find the demo domain's records."""
+    from example_app.dns_server import DEMO_ZONE, DNSServer
+    from flask_smtp_senders import get_service
+
+    base = {"INSTANCE_PATH": str(tmp_path / "instance"), "SECRET_KEY": "k",
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'p.db'}",
+            "SMTP_SENDERS_ENCRYPTION_KEYS": [Fernet.generate_key().decode()]}
+    plain = create_app(dict(base))
+    assert plain.config["SMTP_SENDERS_DOMAIN_ADVICE"] is False
+    with DNSServer(DEMO_ZONE) as dns:
+        demo = create_app(dict(base, DNS=dns))
+        assert demo.config["SMTP_SENDERS_DNS_NAMESERVERS"] == ["127.0.0.1"]
+        with demo.app_context():
+            advice = get_service().domain_advisor.advise("portal@example.com")
+    assert advice is not None and (advice.spf, advice.dmarc) == ("published", "quarantine")
+    assert dns.questions == ["example.com", "_dmarc.example.com"]
+    for app in (plain, demo):
+        with app.app_context():
+            db.engine.dispose()

@@ -315,11 +315,11 @@ class MemoryStore:
         except KeyError:
             raise SenderNotFound(f"no sender with id {sender_id}") from None
 
-    def add(self, settings, password, before_commit=None) -> Sender:
+    def add(self, settings, password, before_commit=None, *, binding=None) -> Sender:
         self.calls.append("add")
         now = datetime.now(timezone.utc)
         sender = Sender(id=self.next_id, settings=settings, password=password, version=1,
-                        created_at=now, updated_at=now)
+                        created_at=now, updated_at=now, password_binding=binding)
         if before_commit:
             before_commit(sender)
         self.rows[sender.id] = sender
@@ -327,13 +327,14 @@ class MemoryStore:
         return sender
 
     def update(self, sender_id, expected_version, settings, password,
-               before_commit=None) -> Sender:
+               before_commit=None, *, binding=None) -> Sender:
         self.calls.append("update")
         current = self.get(sender_id)
         if current.version != expected_version:
             raise ConcurrentUpdate(f"sender {sender_id} was changed by someone else")
         sender = replace(current, settings=settings, password=password,
-                         version=current.version + 1, updated_at=datetime.now(timezone.utc))
+                         password_binding=binding, version=current.version + 1,
+                         updated_at=datetime.now(timezone.utc))
         if before_commit:
             before_commit(sender)
         self.rows[sender_id] = sender
@@ -359,12 +360,16 @@ class MemoryStore:
             before_commit(self.rows[sender_id])
         return self.rows[sender_id]
 
-    def reencrypt(self, transform, before_commit=None, progress=None) -> tuple[int, int]:
+    def reencrypt(self, transform, before_commit=None, progress=None,
+                  rebind=None) -> tuple[int, int]:
         self.calls.append("reencrypt")
         new_rows, unreadable = dict(self.rows), 0
         for sender_id, sender in self.rows.items():
             try:
-                new_rows[sender_id] = replace(sender, password=transform(sender.password))
+                new, binding = transform(sender.password), sender.password_binding
+                if rebind is not None:
+                    binding = rebind(sender.destination, sender.password, binding, new)
+                new_rows[sender_id] = replace(sender, password=new, password_binding=binding)
             except PasswordUnreadable:
                 unreadable += 1
         rotated = len(self.rows) - unreadable

@@ -222,8 +222,9 @@ def test_send_test_email_as_json_gives_the_exact_failure_text(client, smtp_serve
     answer = client.post(sender_url + "/test", headers={"Accept": "application/json"},
                          data={"csrf_token": csrf(page.data), "recipient": "a@acme.com"})
     assert answer.status_code == 200
-    assert answer.json == {"ok": False, "message": (
-        "Using the credentials you provided, we couldn't authenticate with your email server.")}
+    assert (answer.json["ok"], answer.json["message"]) == (False, (
+        "Using the credentials you provided, we couldn't authenticate with your email server."))
+    assert answer.json["diagnosis"]["stopped_at"] == "auth"
     assert server.messages == []
 
 

@@ -41,12 +41,15 @@ def run_portal() -> None:
     from werkzeug.serving import make_server
 
     from example_app import create_app
+    from example_app.dns_server import DEMO_ZONE, DNSServer
 
     instance = os.environ["PORTAL_INSTANCE"]
     catcher = _start_catcher(instance, os.environ["PORTAL_CATCHER_PASSWORD"])
+    dns = DNSServer(DEMO_ZONE).start()
     app = create_app({
         "INSTANCE_PATH": instance,
         "CATCHER": catcher,
+        "DNS": dns,
         "SECRET_KEY": os.urandom(32).hex(),
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{instance}/portal.db",
         "SMTP_SENDERS_ENCRYPTION_KEYS": [Fernet.generate_key().decode()],
@@ -60,4 +63,5 @@ def run_portal() -> None:
         server.serve_forever()
     finally:
         catcher.stop()
+        dns.stop()
         sys.stdout.flush()

@@ -297,3 +297,51 @@ def test_a_bad_port_on_a_saved_sender_keeps_the_edit_and_the_stored_port(page, p
     expect(row.get_by_role("cell").nth(2)).to_have_text(str(CATCHER_PORT))
     assert_clean(problems, f"console error on {refused_at}: Failed to load resource: the "
                            "server responded with a status of 422 (UNPROCESSABLE ENTITY)")
+
+
+def stage_rows(dialog: Any) -> list[str]:
+    """Each stage of the staged report as "<label> passed|failed"."""
+    return [" ".join(item.locator(f".{part}").inner_text() for part in ("label", "outcome"))
+            for item in dialog.locator(".smtp-senders-diagnosis .stage").all()]
+
+
+def test_the_staged_report_and_check_connection_in_the_modal(page, portal, problems,
+                                                             smtp_server):
+    """Issue 7: the report for a success (with the demo domain's SPF and DMARC advice), a
+    TLS mismatch (a STARTTLS-only server on an SMTPS port) and Check connection, which
+    delivers nothing."""
+    log_in(page, portal)
+    add_sender(page, portal)
+    # the demo's DNS server answered the From domain's lookups at save time
+    expect(page.get_by_role("status").filter(
+        has_text="example.com has a DMARC policy (p=quarantine)")).to_be_visible()
+    dialog = send_test_email(page, "some.body@acme.com")
+    expect(dialog.get_by_role("status")).to_have_text(SUCCESS)
+    expect(dialog.locator(".smtp-senders-diagnosis .stage")).to_have_count(8)
+    assert stage_rows(dialog) == [f"{label} passed" for label in (
+        "Resolve", "Connect", "EHLO", "TLS", "AUTH", "MAIL FROM", "RCPT TO", "DATA")]
+    expect(dialog.locator(".domain-advice").first).to_contain_text("SPF record")
+    shots = [shoot(page, "11-report-success")]
+
+    dialog.get_by_role("button", name="Check connection").click()
+    expect(dialog.get_by_role("status")).to_contain_text("Nothing was sent.")
+    expect(dialog.locator(".smtp-senders-diagnosis .stage").last).to_contain_text(
+        "RSET and QUIT")
+    shots.append(shoot(page, "12-check-connection"))
+    page.keyboard.press("Escape")
+
+    starttls_only = smtp_server("starttls", port=None)
+    add_sender(page, portal, **{"Server Name": "127.0.0.1",
+                                "Port": str(starttls_only.port)})
+    dialog = send_test_email(page, "some.body@acme.com")
+    expect(dialog.get_by_role("status")).to_have_text(
+        "We couldn't set up a secure connection with your email server. Check the Port "
+        "and the server's certificate.")
+    expect(dialog.locator(".smtp-senders-diagnosis .stage.fail")).to_contain_text("TLS")
+    expect(dialog.locator(".smtp-senders-diagnosis .advice")).to_contain_text(
+        "expect STARTTLS")
+    shots.append(shoot(page, "13-report-tls-mismatch"))
+    assert starttls_only.messages == []
+    for path in shots:
+        assert_png(path)
+    assert_clean(problems)

@@ -20,15 +20,62 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   if (dialog.hasAttribute("data-show-modal")) open();
 
+  const report = dialog.querySelector(".diagnosis");
+
+  // The staged report, built from JSON with textContent only (nothing is parsed as HTML);
+  // the page without JavaScript renders the same markup (_macros.html diagnosis_report).
+  const element = (tag, className, text) => {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  };
+  const showReport = (diagnosis, domainAdvice) => {
+    if (!diagnosis) { report.replaceChildren(); return; }
+    const box = element("div", "smtp-senders-diagnosis");
+    const stages = element("ol", "stages");
+    for (const stage of diagnosis.stages) {
+      const item = element("li", `stage ${stage.ok ? "ok" : "fail"}`);
+      const mark = element("span", "mark", stage.ok ? "✓" : "✗");
+      mark.setAttribute("aria-hidden", "true");
+      item.append(mark, element("span", "label", stage.label),
+        element("span", "outcome", stage.ok ? "passed" : "failed"),
+        element("span", "ms", `${Math.round(stage.ms)} ms`));
+      if (stage.facts.length) {
+        const facts = element("dl", "facts");
+        for (const fact of stage.facts) {
+          const pair = element("div");
+          pair.append(element("dt", "", fact.label), element("dd", "", fact.value));
+          facts.append(pair);
+        }
+        item.append(facts);
+      }
+      stages.append(item);
+    }
+    box.append(stages);
+    if (diagnosis.advice) {
+      const advice = element("p", "advice");
+      advice.append(element("strong", "", "Suggested fix:"), ` ${diagnosis.advice}`);
+      box.append(advice);
+    }
+    for (const line of domainAdvice || []) box.append(element("p", "domain-advice", line));
+    report.replaceChildren(box);
+  };
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    button.disabled = true;
+    const submitter = event.submitter || button;
+    const checking = submitter !== button;  // "Check connection" posts to its formaction
+    form.querySelectorAll("[type=submit]").forEach((b) => { b.disabled = true; });
     status.className = "result";
-    status.textContent = "Sending…";
+    status.textContent = checking ? "Checking…" : "Sending…";
+    showReport(null);
     let data;
     let answered = false;  // a test ran (not refused by the rate limit or an error)
     try {
-      const response = await fetch(form.action, {
+      // formAction falls back to the page's URL, not the form's action, when unset
+      const url = submitter.hasAttribute("formaction") ? submitter.formAction : form.action;
+      const response = await fetch(url, {
         method: "POST",
         body: new FormData(form),
         headers: { Accept: "application/json" },
@@ -43,8 +90,9 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     status.textContent = data.message;
     status.className = data.ok ? "result ok" : "result fail";
-    button.disabled = false;
-    if (answered) showLatestTest(data.ok);
+    showReport(data.diagnosis, data.domain_advice);
+    form.querySelectorAll("[type=submit]").forEach((b) => { b.disabled = false; });
+    if (answered && !checking) showLatestTest(data.ok);
   });
 
   // The page behind the modal shows the new test status without a reload.
