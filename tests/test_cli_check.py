@@ -15,11 +15,12 @@ import pytest
 from click.testing import Result
 from flask import Flask
 
-from flask_smtp_senders import SenderSettings, events, get_service, hookimpl
+from flask_smtp_senders import SenderSettings, events, get_service
 from flask_smtp_senders.config import DEFAULTS
 from flask_smtp_senders.errors import StorageError
 from flask_smtp_senders.service import SenderService
 from flask_smtp_senders.store import Sender, TestState
+from tests.hosts import AuditingHost
 from tests.smtp_servers import SERVER_NAME, RecordingServer
 from tests.test_pages import PREFIX, csrf
 
@@ -30,29 +31,11 @@ AUTH_FAILED = DEFAULTS["SMTP_SENDERS_MSG_AUTH_FAILED"]
 TIME = rb"\d{4}-\d\d-\d\d \d\d:\d\d UTC"
 
 
-class Host:
-    """Host plugin: allowed everything, the test name on loopback, an audit trail and,
-    unless told otherwise, an actor name for the command line."""
+class Host(AuditingHost):
+    """An actor name for the command line unless told otherwise, and its checks."""
 
     def __init__(self, actor: str | None = "ops-cli") -> None:
-        self.actor = actor
-        self.events: list[events.AuditEvent] = []
-
-    @hookimpl
-    def smtp_senders_authorize(self, action, sender_id):
-        return True
-
-    @hookimpl
-    def smtp_senders_resolve(self, server_name, port):
-        return ["127.0.0.1"] if server_name == SERVER_NAME else None
-
-    @hookimpl
-    def smtp_senders_audit(self, event):
-        self.events.append(event)
-
-    @hookimpl
-    def smtp_senders_actor(self):
-        return self.actor
+        super().__init__(actor)
 
     def checks(self) -> list[tuple[str | None, int | None, str, str]]:
         return [(e.actor, e.sender_id, e.outcome, e.stage) for e in self.events

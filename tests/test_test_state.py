@@ -25,7 +25,7 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from sqlalchemy import update
 
-from flask_smtp_senders import SenderSettings, events, get_service, hookimpl
+from flask_smtp_senders import SenderSettings, get_service
 from flask_smtp_senders.crypto import (
     BINDING_INFO,
     FINGERPRINT_INFO,
@@ -36,6 +36,7 @@ from flask_smtp_senders.crypto import (
 from flask_smtp_senders.models import SenderRow
 from flask_smtp_senders.service import SenderService
 from flask_smtp_senders.store import Sender, TestState
+from tests.hosts import AuditingHost
 from tests.smtp_servers import SERVER_NAME, RecordingServer
 from tests.test_pages import PREFIX, WARNING, csrf, form_values
 
@@ -46,24 +47,7 @@ LABELS = {TestState.NEVER: b"Never tested", TestState.TESTED: b">Tested<",
           TestState.CHANGED: b"Changed since last test"}
 
 
-class Host:
-    """Host plugin: an administrator allowed everything, the test name routed to
-    loopback, and the audit trail kept."""
-
-    def __init__(self) -> None:
-        self.events: list[events.AuditEvent] = []
-
-    @hookimpl
-    def smtp_senders_authorize(self, action, sender_id):
-        return True
-
-    @hookimpl
-    def smtp_senders_resolve(self, server_name, port):
-        return ["127.0.0.1"] if server_name == SERVER_NAME else None
-
-    @hookimpl
-    def smtp_senders_audit(self, event):
-        self.events.append(event)
+Host = AuditingHost
 
 
 @pytest.fixture

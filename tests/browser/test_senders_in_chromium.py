@@ -179,7 +179,6 @@ def test_seed_walkthrough_from_login_to_the_caught_test_message(page, portal, pr
     expect(row).to_contain_text("Last test passed")
     expect(row).to_contain_text(SUCCESS_DATE)
     if os.environ.get("UPDATE_README_SCREENSHOT") == "1":
-        page.get_by_role("navigation", name="Main").get_by_text("Settings", exact=True).click()
         expect(page.get_by_role("navigation", name="Main").get_by_role(
             "link", name="Senders")).to_be_hidden()  # the menu folded, for a clean picture
         page.set_viewport_size({"width": 1200, "height": 360})
@@ -196,6 +195,9 @@ def test_wrong_password_shows_the_authentication_failure_in_the_modal(page, port
     add_sender(page, portal, Password="not-the-catcher-password")
     dialog = send_test_email(page, "some.body@acme.com")
     expect(dialog.get_by_role("status")).to_have_text(AUTH_FAILED)
+    expect(dialog.locator(".smtp-senders-diagnosis .stage.fail")).to_contain_text("AUTH")
+    expect(dialog.locator(".smtp-senders-diagnosis .advice")).to_contain_text(
+        "refused the Username or Password")
     shots = [shoot(page, "09-modal-auth-failed")]
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
@@ -342,6 +344,14 @@ def test_the_staged_report_and_check_connection_in_the_modal(page, portal, probl
         "expect STARTTLS")
     shots.append(shoot(page, "13-report-tls-mismatch"))
     assert starttls_only.messages == []
+    page.keyboard.press("Escape")
+
+    open_senders(page)  # the list says which settings passed their last test
+    expect(page.get_by_role("row").filter(has_text=str(CATCHER_PORT))).to_contain_text(
+        "Tested")
+    expect(page.get_by_role("row").filter(has_text=str(starttls_only.port))).to_contain_text(
+        "Never tested")
+    shots.append(shoot(page, "14-list-test-states"))
     for path in shots:
         assert_png(path)
     assert_clean(problems)

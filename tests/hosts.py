@@ -1,0 +1,31 @@
+"""Host plugins the tests share."""
+
+from __future__ import annotations
+
+from flask_smtp_senders import events, hookimpl
+from tests.smtp_servers import SERVER_NAME
+
+
+class AuditingHost:
+    """An administrator allowed everything, the test server name routed to loopback, the
+    audit trail kept, and an actor name (None: the hook has no answer)."""
+
+    def __init__(self, actor: str | None = None) -> None:
+        self.actor = actor
+        self.events: list[events.AuditEvent] = []
+
+    @hookimpl
+    def smtp_senders_authorize(self, action, sender_id):
+        return True
+
+    @hookimpl
+    def smtp_senders_resolve(self, server_name, port):
+        return ["127.0.0.1"] if server_name == SERVER_NAME else None
+
+    @hookimpl
+    def smtp_senders_audit(self, event):
+        self.events.append(event)
+
+    @hookimpl
+    def smtp_senders_actor(self):
+        return self.actor
