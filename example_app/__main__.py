@@ -1,6 +1,7 @@
-"""``python -m example_app`` (``make demo``): the mail catcher plus the portal on loopback.
+"""``python -m example_app`` (``make demo``): the portal, its mail catcher and the DNS
+server that answers the From-domain advice, all on loopback.
 
-Both listen on 127.0.0.1 only. Ctrl-C stops the web server, then the catcher.
+Ctrl-C (or ``kill``) stops the web server, then the catcher and the DNS server.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from types import FrameType
 
 from flask_smtp_senders import Security, security_for_port
@@ -20,9 +22,15 @@ from .dns_server import DEMO_ZONE, DNSServer
 WEB_HOST = "127.0.0.1"
 
 
-def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """``kill`` stops the demo as cleanly as Ctrl-C does."""
-    raise KeyboardInterrupt
+_stopping = threading.Event()
+
+
+def _stop_once(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C and ``kill`` stop the demo; make passes the signal on to us as well, and a
+    second one must not cut the cleanup short, so only the first one counts."""
+    if not _stopping.is_set():
+        _stopping.set()
+        raise KeyboardInterrupt
 
 
 def main() -> int:
@@ -44,7 +52,8 @@ def main() -> int:
     try:
         app = create_app({"INSTANCE_PATH": str(instance), "CATCHER": catcher, "DNS": dns})
         app.logger.setLevel(logging.INFO)
-        signal.signal(signal.SIGTERM, _stop_on_sigterm)
+        signal.signal(signal.SIGTERM, _stop_once)
+        signal.signal(signal.SIGINT, _stop_once)
         if os.environ.get("EXAMPLE_ADMIN_PASSWORD"):
             login = f"Log in as {auth.ADMIN_USER} with the password in EXAMPLE_ADMIN_PASSWORD"
         else:
@@ -64,7 +73,7 @@ def main() -> int:
             f"then Send Test Email and open http://{WEB_HOST}:{port}/catcher\n"
             f"(SPF and DMARC advice for example.com comes from a DNS server on "
             f"127.0.0.1:{dns.port})\n"
-            "Ctrl-C stops both.\n",
+            "Ctrl-C stops all three.\n",
             flush=True,
         )
         if security_for_port(catcher.port) is not Security.STARTTLS:
@@ -75,10 +84,7 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        # make passes Ctrl-C and kill on to us as well: a second signal must not cut the
-        # cleanup short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stopping.set()  # from here on, signals change nothing
         catcher.stop()
         dns.stop()
         print("Stopped the portal, the mail catcher and the DNS server.", flush=True)

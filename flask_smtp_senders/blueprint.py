@@ -163,9 +163,14 @@ def _edit_page(sender: Sender, form: SenderForm, test_form: TestEmailForm,
     return render_template(
         "smtp_senders/form.html", form=form, sender=sender, test_form=test_form,
         test_open=test_open or request.args.get("test") == "1",
-        readable=get_service().password_readable(sender),
+        password_problem=_password_problem(sender),
         result=result, domain_advice=domain_advice or [],
     )
+
+
+def _password_problem(sender: Sender) -> str | None:
+    problem = get_service().password_problem(sender)
+    return _msg(problem) if problem else None
 
 
 def _status(form: Any) -> int:

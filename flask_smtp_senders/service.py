@@ -157,11 +157,20 @@ class SenderService:
     def get_sender(self, sender_id: int) -> Sender:
         return self.store.get(sender_id)
 
+    def password_problem(self, sender: Sender) -> str | None:
+        """Why the stored password cannot be used now, as a message name: None,
+        "password_reentry" (no configured key decrypts it) or "password_unbound" (it is not
+        bound to the sender's current settings). Either way it must be re-entered."""
+        if not self.cipher.can_decrypt(sender.password):
+            return "password_reentry"
+        if not self.cipher.verify(sender.destination, sender.password,
+                                  sender.password_binding):
+            return "password_unbound"
+        return None
+
     def password_readable(self, sender: Sender) -> bool:
-        """False when no configured key decrypts it, or when it is not bound to the
-        sender's current settings: either way it must be re-entered."""
-        return self.cipher.can_decrypt(sender.password) and self.cipher.verify(
-            sender.destination, sender.password, sender.password_binding)
+        """True when the stored password can be used as it is."""
+        return self.password_problem(sender) is None
 
     def secret_for(self, sender: Sender) -> Secret:
         """The sender's password, for its current destination only.

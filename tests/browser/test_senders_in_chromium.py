@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -354,4 +355,27 @@ def test_the_staged_report_and_check_connection_in_the_modal(page, portal, probl
     shots.append(shoot(page, "14-list-test-states"))
     for path in shots:
         assert_png(path)
+    assert_clean(problems)
+
+
+def test_a_row_changed_behind_the_portals_back_never_sends_its_password(
+        page, portal, problems, smtp_server, tmp_path):
+    """Issue 7, item 3: the saved row's Server Name and Port are changed in the database
+    directly, to a server that would accept anything; the edit page asks for the password
+    again and Send Test Email reaches no server at all."""
+    elsewhere = smtp_server("implicit", port=None)
+    log_in(page, portal)
+    add_sender(page, portal)
+    database = tmp_path / "portal" / "instance" / "portal.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE smtp_senders SET server_name = '127.0.0.1', port = ?",
+                           (elsewhere.port,))
+    page.reload()
+    unbound = ("The stored password belongs to other server settings. Edit the sender and "
+               "re-enter the Password.")
+    expect(page.get_by_role("alert")).to_have_text(unbound)
+    dialog = send_test_email(page, "some.body@acme.com")
+    expect(dialog.get_by_role("status")).to_have_text(unbound)
+    assert_png(shoot(page, "15-row-changed-behind-its-back"))
+    assert elsewhere.connections == 0 and elsewhere.auth_attempts == []
     assert_clean(problems)
