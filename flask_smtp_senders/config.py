@@ -23,7 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_SENDERS_TIMEOUT": 15.0,
     #: The name we give in EHLO; None means this machine's host name.
     "SMTP_SENDERS_EHLO_NAME": None,
-    #: Create the sender table on ``init_app`` when it is missing.
+    #: Bring the sender table to the current schema on ``init_app`` (create it, or run
+    #: the shipped migrations; the same as ``flask smtp-senders upgrade``).
     "SMTP_SENDERS_CREATE_TABLES": True,
     #: Let senders connect to loopback addresses (127.0.0.0/8, ::1): on for local demos
     #: and tests only, or the test button reaches services on the portal's own machine.

@@ -91,8 +91,14 @@ class SMTPSenders:
 
             app.register_blueprint(bp, url_prefix=config["SMTP_SENDERS_URL_PREFIX"])
         if config["SMTP_SENDERS_CREATE_TABLES"] and hasattr(store, "create_tables"):
+            # Create or upgrade the table (the built-in store runs our migrations).
+            from .schema import NewerSchema
+
             with app.app_context():
-                store.create_tables()
+                try:
+                    store.create_tables()
+                except NewerSchema as newer:  # rolled back to an older release: go on
+                    app.logger.warning("flask-smtp-senders: %s", newer)
 
     @property
     def service(self) -> SenderService:

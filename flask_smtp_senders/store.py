@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,9 +33,12 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from .crypto import Destination, EncryptedPassword, PasswordUnreadable
 from .errors import ConcurrentUpdate, CredentialNotBound, SenderNotFound, StorageError
-from .models import Base, SenderRow
+from .models import SenderRow
 from .transport import Security, ServerAddress, security_for_port
 from .validation import SETTING_NAMES, SenderSettings
+
+if TYPE_CHECKING:
+    from .schema import Upgrade
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +237,13 @@ class SQLAlchemyStore:
     def __init__(self, db: Any) -> None:
         self._db = db
 
-    def create_tables(self) -> None:
-        Base.metadata.create_all(self._db.engine)
+    def create_tables(self, progress: Callable[[str], None] | None = None) -> Upgrade:
+        """Create the sender table, or bring it up to this version's schema: the shipped
+        Alembic migrations (:func:`.schema.upgrade`), one read when already up to date.
+        Returns the :class:`.schema.Upgrade` saying what was done."""
+        from .schema import upgrade  # Alembic is only needed here
+
+        return upgrade(self._db.engine, progress=progress)
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[Session]:

@@ -263,9 +263,13 @@ def test_encryption_key_is_in_no_column_and_no_byte_of_the_database(app, client,
             assert fernet_key.encode() not in data and raw_key not in data, name
     else:
         with database.raw_connect() as conn:
-            tables = [name for (name,) in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = %s", (database.schema,))]
-        assert tables == ["smtp_senders"]  # the package keeps nothing elsewhere
+            tables = sorted(name for (name,) in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s", (database.schema,)))
+            versions = [str(row) for row in conn.execute(
+                "SELECT * FROM smtp_senders_alembic_version")]
+        # the package keeps nothing elsewhere: the senders, and the schema's revision
+        assert tables == ["smtp_senders", "smtp_senders_alembic_version"]
+        assert len(versions) == 1 and fernet_key not in versions[0]
 
 
 #: 32 url-safe base64 bytes as Fernet keys are written: 43 characters and one "=".

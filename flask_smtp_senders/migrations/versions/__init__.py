@@ -1,0 +1,1 @@
+"""The revisions of the ``smtp_senders`` table (branch label ``smtp_senders``)."""
