@@ -11,6 +11,10 @@ one, records each result on its sender and audits it. Exit codes: 0 every check 
 1 some check failed, 2 nothing was checked (no such sender, a bad --to address, the
 database failed), 3 an unexpected error. See docs/cli.md.
 
+``list`` and ``show ID`` print senders (``--json`` for scripts), never a password, its
+token or anything derived from it; exit 2 when there is no such sender or the database
+failed.
+
 ``upgrade`` (alias ``create-tables``) runs the shipped migrations (:mod:`.schema`): exit
 0 done or already up to date, 1 not done (the database cannot be reached, is at a newer
 revision, or failed; one line on stderr says which), 3 an unexpected error.
@@ -22,6 +26,7 @@ import inspect
 import json
 import logging
 import sys
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -180,6 +185,80 @@ def check(sender_id: int | None, recipient: str | None, as_json: bool) -> None:
         click.echo(f"{failed} of {_senders(len(results))} failed the connection check.",
                    err=True)
         raise click.exceptions.Exit(EXIT_CHECK_FAILED)
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list instead of lines.")
+def list_senders(as_json: bool) -> None:
+    """List the senders: server, mode, From Address, default, test and check state.
+
+    Never prints a password, its token or anything derived from it. Exits 2 when the
+    sender database failed.
+    """
+    try:
+        senders = get_service().list_senders()
+    except StorageError:
+        _nothing_read("the sender database failed (see the log); try again.")
+    if as_json:
+        click.echo(json.dumps([sender_as_dict(sender) for sender in senders], indent=2))
+        return
+    for sender in senders:
+        click.echo(_sender_line(sender))
+    if not senders:
+        click.echo("No sender yet.", err=True)
+
+
+@cli.command("show")
+@click.argument("sender_id", type=int, metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+def show_sender(sender_id: int, as_json: bool) -> None:
+    """Show one sender's settings and state (never its password). Exits 2 when there is
+    no such sender or the database failed."""
+    try:
+        sender = get_service().get_sender(sender_id)
+    except SenderNotFound:
+        _nothing_read(f"there is no sender with id {sender_id}.")
+    except StorageError:
+        _nothing_read("the sender database failed (see the log); try again.")
+    fields = sender_as_dict(sender)
+    if as_json:
+        click.echo(json.dumps(fields, indent=2))
+        return
+    width = max(len(name) for name in fields)
+    for name, value in fields.items():
+        click.echo(f"{name:<{width}}  {'' if value is None else value}")
+
+
+def sender_as_dict(sender: Sender) -> dict[str, Any]:
+    """What the command line shows of a sender: settings and state, no secret."""
+    settings = sender.settings
+    return {
+        "id": sender.id, "version": sender.version, "username": settings.username,
+        "server_name": settings.server_name, "port": settings.port,
+        "mode": sender.security.value, "from_name": settings.from_name,
+        "from_address": settings.from_address, "reply_to_name": settings.reply_to_name,
+        "reply_to_address": settings.reply_to_address, "default": sender.is_default,
+        "test_state": sender.test_state.value,
+        "last_test_ok": sender.last_test_ok, "last_test_at": _when(sender.last_test_at),
+        "last_check_ok": sender.last_check_ok, "last_check_at": _when(sender.last_check_at),
+        "last_check_stage": sender.last_check_stage,
+    }
+
+
+def _when(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _sender_line(sender: Sender) -> str:
+    settings = sender.settings
+    default = " (default)" if sender.is_default else ""
+    return (f"#{sender.id} {settings.server_name}:{settings.port} {sender.security.value} "
+            f"<{settings.from_address}>{default}: {sender.test_state.label}")
+
+
+def _nothing_read(reason: str) -> NoReturn:
+    click.echo(f"Error: {reason}", err=True)
+    raise click.exceptions.Exit(EXIT_NOTHING_CHECKED)
 
 
 @cli.command("upgrade")
