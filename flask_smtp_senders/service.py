@@ -158,10 +158,11 @@ class SenderService:
         return self.store.get(sender_id)
 
     def password_problem(self, sender: Sender) -> str | None:
-        """Why the stored password cannot be used now, as a message name: None,
-        "password_reentry" (no configured key decrypts it) or "password_unbound" (it is not
-        bound to the sender's current settings). Either way it must be re-entered."""
-        if not self.cipher.can_decrypt(sender.password):
+        """Why the stored password cannot be used now, as a message name, decided without
+        decrypting it: None, "password_reentry" (no configured key signed the token: wrong
+        keys or corruption) or "password_unbound" (it is not bound to the sender's current
+        settings). Either way it must be re-entered."""
+        if not self.cipher.authentic(sender.password):
             return "password_reentry"
         if not self.cipher.verify(sender.destination, sender.password,
                                   sender.password_binding):
@@ -182,10 +183,10 @@ class SenderService:
         configured key signed the token at all (wrong keys, corruption: that is the
         message that helps then; either way nothing is decrypted or sent).
         """
-        if not self.cipher.verify(sender.destination, sender.password,
-                                  sender.password_binding):
-            if not self.cipher.authentic(sender.password):
-                raise PasswordUnreadable("no configured key decrypts this sender's password")
+        problem = self.password_problem(sender)
+        if problem == "password_reentry":
+            raise PasswordUnreadable("no configured key decrypts this sender's password")
+        if problem == "password_unbound":
             log.warning("sender %s: the stored password is not bound to its current server "
                         "settings; it is not used until it is re-entered", sender.id)
             raise CredentialNotBound(
