@@ -559,16 +559,44 @@ def run_section(section: Section, plan: list[tuple[Row, Callable[[int], tuple[fl
             measure(row, function, count)
 
 
+@contextmanager
+def our_variants(folder: Path, name: str, server: Any,
+                 files: TLSFiles) -> Iterator[tuple[dict[int, Ours], Ours]]:
+    """send_many with 1, 4 and 8 connections and one with a no-op audit plugin, warmed up
+    before the clock runs and closed afterwards."""
+    ours = {n: make_ours(folder, f"{name}{n}", server, files, n) for n in (1, 4, 8)}
+    audited = make_ours(folder, f"{name}_audit", server, files, 1, audit=True)
+    variants = [*ours.values(), audited]
+    for variant in variants:
+        variant.warm_up()
+    try:
+        yield ours, audited
+    finally:
+        for variant in variants:
+            variant.close()
+
+
+def send_many_rows(section: Section, ours: dict[int, Ours],
+                   audited: Ours) -> list[tuple[Row, Callable[[int], tuple[float, int]]]]:
+    """The rows every section measures of send_many itself."""
+    return [
+        (section.add("o1", "ours: send_many, 1 connection"), ours[1].send),
+        (section.add("o1a", "ours: send_many, 1 connection, no-op audit plugin"),
+         audited.send),
+        (section.add("o1f", "ours: send_many, 1 connection, batch gc.freeze()d"),
+         ours[1].send_frozen),
+        (section.add("o4", "ours: send_many, 4 connections"), ours[4].send),
+        (section.add("o8", "ours: send_many, 8 connections"), ours[8].send),
+    ]
+
+
 def tls_section(folder: Path, files: TLSFiles, count: int, runs: int) -> Section:
     section = Section(f"aiosmtpd, implicit TLS + AUTH: {count} fresh messages per run, "
                       f"median of {runs}")
-    with TLSServer(files) as server:
+    with TLSServer(files) as server, our_variants(folder, "tls", server, files) as (
+            ours, audited):
         progress(f"aiosmtpd listening on {LOOPBACK}:{server.port}")
         base = Baselines(server, files, tls=True)
-        ours = {n: make_ours(folder, f"tls{n}", server, files, n) for n in (1, 4, 8)}
-        audited = make_ours(folder, "tls_audit", server, files, 1, audit=True)
-        for variant in [*ours.values(), audited]:
-            variant.warm_up()
         plan = [
             (section.add("a", "(a) naive smtplib: connect+TLS+login per message"),
              base.naive),
@@ -580,17 +608,9 @@ def tls_section(folder: Path, files: TLSFiles, count: int, runs: int) -> Section
              ours[1].transport_only),
             (section.add("p", f"probe: the same + {PROBE_US:.0f} us of CPU while DATA is answered"),
              ours[1].transport_probe),
-            (section.add("o1", "ours: send_many, 1 connection"), ours[1].send),
-            (section.add("o1a", "ours: send_many, 1 connection, no-op audit plugin"),
-             audited.send),
-            (section.add("o1f", "ours: send_many, 1 connection, batch gc.freeze()d"),
-             ours[1].send_frozen),
-            (section.add("o4", "ours: send_many, 4 connections"), ours[4].send),
-            (section.add("o8", "ours: send_many, 8 connections"), ours[8].send),
+            *send_many_rows(section, ours, audited),
         ]
         run_section(section, plan, count, runs, "aiosmtpd")
-        for variant in [*ours.values(), audited]:
-            variant.close()
     return section
 
 
@@ -600,13 +620,10 @@ def sink_section(folder: Path, files: TLSFiles, count: int, runs: int) -> Sectio
         return problem
     section = Section(f"smtp-sink, plain SMTP with PIPELINING (ours: TLS bypassed, see doc): "
                       f"{count} fresh messages per run, median of {runs}")
-    with SinkServer(folder) as server, plaintext_transport():
+    with SinkServer(folder) as server, plaintext_transport(), our_variants(
+            folder, "sink", server, files) as (ours, audited):
         progress(f"smtp-sink listening on {LOOPBACK}:{server.port}")
         base = Baselines(server, files, tls=False)
-        ours = {n: make_ours(folder, f"sink{n}", server, files, n) for n in (1, 4, 8)}
-        audited = make_ours(folder, "sink_audit", server, files, 1, audit=True)
-        for variant in [*ours.values(), audited]:
-            variant.warm_up()
         plan = [
             (section.add("a", "(a) naive smtplib: connect per message (plain)"), base.naive),
             (section.add("b", "(b) Flask-Mail connect() + send() (plain)"), base.flask_mail),
@@ -616,17 +633,9 @@ def sink_section(folder: Path, files: TLSFiles, count: int, runs: int) -> Sectio
              ours[1].transport_only),
             (section.add("tp", "ours: Connection.send_pipelined, pre-serialised"),
              ours[1].transport_pipelined),
-            (section.add("o1", "ours: send_many, 1 connection"), ours[1].send),
-            (section.add("o1a", "ours: send_many, 1 connection, no-op audit plugin"),
-             audited.send),
-            (section.add("o1f", "ours: send_many, 1 connection, batch gc.freeze()d"),
-             ours[1].send_frozen),
-            (section.add("o4", "ours: send_many, 4 connections"), ours[4].send),
-            (section.add("o8", "ours: send_many, 8 connections"), ours[8].send),
+            *send_many_rows(section, ours, audited),
         ]
         run_section(section, plan, count, runs, "smtp-sink")
-        for variant in [*ours.values(), audited]:
-            variant.close()
     return section
 
 
