@@ -24,6 +24,7 @@ from . import auth, catcher
 PORTAL_NAME = "Example Admin Portal"
 SECRET_KEY_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 ENCRYPTION_KEY_FILE = "encryption.key"
+API_TOKEN_FILE = "api.token"  # noqa: S105 - a file name, not a secret
 
 db = SQLAlchemy()
 
@@ -81,6 +82,9 @@ def _settings(instance: Path, overrides: dict[str, Any]) -> dict[str, Any]:
         # From-domain advice asks the demo's DNS server (the DNS key of create_app); a
         # real portal leaves it on with the system's resolvers.
         "SMTP_SENDERS_DOMAIN_ADVICE": lambda: False,
+        # Scripts call the JSON API with "Authorization: Bearer <this token>".
+        "EXAMPLE_API_TOKEN": lambda: os.environ.get("EXAMPLE_API_TOKEN") or instance_secret(
+            instance / API_TOKEN_FILE, lambda: secrets.token_urlsafe(32)),
         "EXAMPLE_ADMIN_PASSWORD": lambda: (
             os.environ.get("EXAMPLE_ADMIN_PASSWORD") or auth.DEFAULT_PASSWORD),
         "PORTAL_NAME": lambda: PORTAL_NAME,

@@ -14,8 +14,9 @@ import threading
 from types import FrameType
 
 from flask_smtp_senders import Security, security_for_port
+from flask_smtp_senders.extension import api_prefix
 
-from . import auth, create_app, default_instance_path
+from . import API_TOKEN_FILE, auth, create_app, default_instance_path
 from .catcher import start_catcher
 from .dns_server import DEMO_ZONE, DNSServer
 
@@ -62,6 +63,8 @@ def main() -> int:
         print(
             f"\nPortal:       http://{WEB_HOST}:{port}\n"
             f"{login}\n"
+            f"JSON API:     http://{WEB_HOST}:{port}{api_prefix(app.config)}/openapi.json "
+            f"(Authorization: Bearer <the token in {instance / API_TOKEN_FILE}>)\n"
             f"\nMail catcher: {catcher.host}:{catcher.port} (STARTTLS; its CA is "
             f"{catcher.ca_file})\n"
             "Add a sender under Settings > Senders with:\n"

@@ -15,18 +15,21 @@ from flask import (
     Flask,
     current_app,
     has_request_context,
+    jsonify,
     redirect,
     render_template,
     request,
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from flask_smtp_senders import hookimpl
+from flask_smtp_senders.extension import api_prefix
 
 ADMIN_USER = "admin"
 DEFAULT_PASSWORD = "admin"  # noqa: S105 - the documented demo default
@@ -46,8 +49,24 @@ class LogoutForm(FlaskForm):
     """No fields: it exists for its CSRF token, so another site cannot log users out."""
 
 
+#: Who a call with the API token acts as (audited under this name).
+TOKEN_USER = "api-token"  # noqa: S105 - a user name, not a secret
+
+
 def current_user() -> str | None:
-    return session.get("user") if has_request_context() else None
+    """The signed-in user, or ``api-token`` for a call bearing the portal's API token."""
+    if not has_request_context():
+        return None
+    return session.get("user") or _token_user()
+
+
+def _token_user() -> str | None:
+    """``Authorization: Bearer <EXAMPLE_API_TOKEN>`` signs a script in (no session)."""
+    expected = current_app.config.get("EXAMPLE_API_TOKEN")
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if not expected or scheme.lower() != "bearer" or not token:
+        return None
+    return TOKEN_USER if hmac.compare_digest(token.encode(), expected.encode()) else None
 
 
 def safe_next(target: str | None) -> str | None:
@@ -101,13 +120,22 @@ def logout() -> Response:
     return redirect(url_for("auth.login"))
 
 
-def require_login() -> Response | None:
+def _is_api(path: str) -> bool:
+    root = api_prefix(current_app.config)
+    return path == root or path.startswith(root + "/")
+
+
+def require_login() -> ResponseReturnValue | None:
     """Send anonymous visitors to the login page, remembering where they were going."""
     if current_user() is not None:
         return None
     endpoint = request.endpoint or ""
     if endpoint in PUBLIC_ENDPOINTS or endpoint.endswith(".static"):
         return None
+    if _is_api(request.path):  # scripts get an answer they can read, not a login page
+        return jsonify(type="about:blank", title="Sign in or send the API token.",
+                       status=401), 401, {"WWW-Authenticate": "Bearer",
+                                          "Content-Type": "application/problem+json"}
     target = request.full_path if request.query_string else request.path
     if request.method != "GET" or safe_next(target) is None:
         return redirect(url_for("auth.login"))
@@ -119,7 +147,7 @@ class PortalAccess:
 
     @hookimpl
     def smtp_senders_authorize(self, action: str, sender_id: int | None) -> bool:
-        return current_user() == ADMIN_USER
+        return current_user() in (ADMIN_USER, TOKEN_USER)
 
     @hookimpl
     def smtp_senders_actor(self) -> str | None:

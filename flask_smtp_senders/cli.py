@@ -26,7 +26,6 @@ import inspect
 import json
 import logging
 import sys
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -37,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .crypto import KEYS_SETTING
 from .errors import AuditFailed, ConcurrentUpdate, InvalidSenderData, SenderNotFound, StorageError
 from .extension import get_service
+from .public import sender_as_dict
 from .validation import validate_recipient
 
 if TYPE_CHECKING:
@@ -229,26 +229,6 @@ def show_sender(sender_id: int, as_json: bool) -> None:
         click.echo(f"{name:<{width}}  {'' if value is None else value}")
 
 
-def sender_as_dict(sender: Sender) -> dict[str, Any]:
-    """What the command line shows of a sender: settings and state, no secret."""
-    settings = sender.settings
-    return {
-        "id": sender.id, "version": sender.version, "username": settings.username,
-        "server_name": settings.server_name, "port": settings.port,
-        "mode": sender.security.value, "from_name": settings.from_name,
-        "from_address": settings.from_address, "reply_to_name": settings.reply_to_name,
-        "reply_to_address": settings.reply_to_address, "default": sender.is_default,
-        "test_state": sender.test_state.value,
-        "last_test_ok": sender.last_test_ok, "last_test_at": _when(sender.last_test_at),
-        "last_check_ok": sender.last_check_ok, "last_check_at": _when(sender.last_check_at),
-        "last_check_stage": sender.last_check_stage,
-    }
-
-
-def _when(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
 def _sender_line(sender: Sender) -> str:
     settings = sender.settings
     default = " (default)" if sender.is_default else ""
@@ -339,6 +319,8 @@ def _nothing_changed(reason: str) -> NoReturn:
     click.echo(f"Error: nothing was changed: {reason}", err=True)
     raise click.exceptions.Exit(EXIT_NOTHING_CHANGED)
 
+
+from . import cli_changes  # noqa: E402, F401 - add, edit, delete, set-default, test
 
 if __name__ == "__main__":
     generate_key(prog_name="python -m flask_smtp_senders.cli")

@@ -65,6 +65,9 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_SENDERS_URL_PREFIX": "/settings/senders",
     #: Register the Senders pages on ``init_app`` (turn off for an API-only host).
     "SMTP_SENDERS_REGISTER_BLUEPRINT": True,
+    #: Serve the JSON API (and its OpenAPI document) under ``{URL_PREFIX}/api``; every
+    #: call is authorised by the ``smtp_senders_authorize`` hook, as the pages are.
+    "SMTP_SENDERS_API": True,
     #: The layout our pages extend; it must define the blocks title, head and content.
     "SMTP_SENDERS_BASE_TEMPLATE": "smtp_senders/layout.html",
     #: Shown while the saved settings are not the last ones that passed a test email

@@ -90,6 +90,10 @@ class SMTPSenders:
             from .blueprint import bp  # the pages need the extension, not the reverse
 
             app.register_blueprint(bp, url_prefix=config["SMTP_SENDERS_URL_PREFIX"])
+        if config["SMTP_SENDERS_API"]:
+            from .api import api
+
+            app.register_blueprint(api, url_prefix=api_prefix(config))
         if config["SMTP_SENDERS_CREATE_TABLES"] and hasattr(store, "create_tables"):
             # Create or upgrade the table (the built-in store runs our migrations).
             from .schema import NewerSchema
@@ -114,6 +118,11 @@ class SMTPSenders:
                   sender: int | None = None) -> list[SendResult]:
         """Send a batch over pooled, parallel connections; one SendResult per message."""
         return get_service().mailer.send_many(messages, sender)
+
+
+def api_prefix(config: Any) -> str:
+    """Where the JSON API is mounted: ``/api`` under the pages' prefix."""
+    return config["SMTP_SENDERS_URL_PREFIX"].rstrip("/") + "/api"
 
 
 def get_service(app: Flask | None = None) -> SenderService:

@@ -43,6 +43,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: The largest sender id: the id column is a 32-bit INTEGER (PostgreSQL's, and the one
+#: SQLite's driver converts without overflowing).
+MAX_SENDER_ID = 2**31 - 1
+
+
+def _existing_id(sender_id: int) -> None:
+    """An id no row can have is not found: never an overflow deep in the driver."""
+    if not 1 <= sender_id <= MAX_SENDER_ID:
+        raise SenderNotFound(f"no sender with id {sender_id}")
+
+
 def destination(server_name: str, port: int, username: str) -> Destination:
     """What a password is bound to: the server as stored, the port, the mode the port rule
     gives it (so a port that changes STARTTLS to SMTPS is a new destination too) and the
@@ -268,6 +279,7 @@ class SQLAlchemyStore:
             return [_to_sender(row) for row in rows]
 
     def get(self, sender_id: int) -> Sender:
+        _existing_id(sender_id)
         with self._session() as session:
             row = session.get(SenderRow, sender_id)
             if row is None:
@@ -295,6 +307,7 @@ class SQLAlchemyStore:
                password: EncryptedPassword,
                before_commit: BeforeCommit | None = None, *,
                binding: str | None = None, fingerprint: str | None = None) -> Sender:
+        _existing_id(sender_id)
         try:
             with self._transaction() as session:
                 row = session.get(SenderRow, sender_id)
@@ -320,6 +333,7 @@ class SQLAlchemyStore:
 
     def delete(self, sender_id: int, expected_version: int | None = None,
                before_commit: BeforeCommit | None = None) -> None:
+        _existing_id(sender_id)
         with self._transaction() as session:
             row = session.get(SenderRow, sender_id)
             if row is None:
@@ -375,6 +389,7 @@ class SQLAlchemyStore:
 
     def set_default(self, sender_id: int,
                     before_commit: BeforeCommit | None = None) -> Sender:
+        _existing_id(sender_id)
         with self._transaction() as session:
             row = session.get(SenderRow, sender_id)
             if row is None:

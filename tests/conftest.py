@@ -7,6 +7,7 @@ see datagrams sent without connect() (a DNS query), so ``sendto`` has a guard of
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -143,3 +144,23 @@ def app(make_app) -> Flask:
 def service(app):
     with app.app_context():
         yield get_service(app)
+
+
+@pytest.fixture
+def catcher_on_2525(tmp_path):
+    """The example portal's mail catcher on port 2525 (what makes the extension choose
+    STARTTLS); a spare loopback address keeps it from clashing with a running ``make demo``
+    on 127.0.0.1:2525."""
+    from example_app.catcher import start_catcher
+
+    for last in range(2, 40):
+        try:
+            running = start_catcher(tmp_path / "catcher", f"127.0.0.{last}", 2525, "pw")
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+                continue
+            raise
+        yield running
+        running.stop()
+        return
+    pytest.fail("no loopback address 127.0.0.2-39 has a free port 2525")

@@ -41,6 +41,7 @@ from tests.test_cases_common import (
     leaks,
     msg,
     outcome,
+    routed_host,
     secret_forms,
     snapshot,
     stored_password,
@@ -53,9 +54,7 @@ JSON = {"Accept": "application/json"}
 
 @pytest.fixture
 def host() -> Host:
-    host = Host()
-    host.routes = {SERVER_NAME: ["127.0.0.1"]}
-    return host
+    return routed_host()
 
 
 @pytest.fixture

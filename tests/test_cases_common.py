@@ -22,6 +22,7 @@ from flask.testing import FlaskClient
 from flask_smtp_senders import get_service, hookimpl
 from flask_smtp_senders.config import DEFAULTS
 from flask_smtp_senders.events import AuditEvent
+from tests.smtp_servers import SERVER_NAME
 from tests.test_pages import csrf, errors, form_values
 
 __all__ = ["csrf", "errors", "form_values"]
@@ -80,6 +81,13 @@ class Host:
     def smtp_senders_prepare_message(self, message, sender, purpose):
         if self.prepare is not None:
             self.prepare(message, sender, purpose)
+
+
+def routed_host(kind: type[Host] = Host) -> Host:
+    """A host (``kind``) that routes the test server name to 127.0.0.1."""
+    host = kind()
+    host.routes = {SERVER_NAME: ["127.0.0.1"]}
+    return host
 
 
 def good_fields(**overrides: str) -> dict[str, str]:

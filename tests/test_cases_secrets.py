@@ -32,6 +32,7 @@ from tests.test_cases_common import (
     errors,
     msg,
     outcome,
+    routed_host,
     snapshot,
     stored_password,
     token_of,
@@ -46,9 +47,7 @@ REENTER_MARK = b"Password must be re-entered"
 
 @pytest.fixture
 def host() -> Host:
-    host = Host()
-    host.routes = {SERVER_NAME: ["127.0.0.1"]}
-    return host
+    return routed_host()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ server on loopback, so these tests see what a visitor and a mail client would se
 from __future__ import annotations
 
 import base64
-import errno
 import logging
 import re
 import smtplib
@@ -33,7 +32,7 @@ PASSWORD = "correct horse battery"
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 NEXT = re.compile(r'name="next"[^>]*value="([^"]*)"')
 PORTAL_ENV = ("SECRET_KEY", "DATABASE_URL", "SMTP_SENDERS_ENCRYPTION_KEYS",
-              "SMTP_SENDERS_CA_FILE", "EXAMPLE_ADMIN_PASSWORD")
+              "SMTP_SENDERS_CA_FILE", "EXAMPLE_ADMIN_PASSWORD", "EXAMPLE_API_TOKEN")
 
 
 @pytest.fixture(autouse=True)
@@ -475,23 +474,6 @@ class _RouteTo:
     @hookimpl
     def smtp_senders_resolve(self, server_name: str, port: int) -> list[str]:
         return [self.address]
-
-
-@pytest.fixture
-def catcher_on_2525(tmp_path: Path):
-    """Port 2525 is what makes the extension choose STARTTLS; a spare loopback address
-    keeps it from clashing with a running ``make demo`` on 127.0.0.1:2525."""
-    for last in range(2, 40):
-        try:
-            running = start_catcher(tmp_path / "catcher", f"127.0.0.{last}", 2525, "pw")
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
-                continue
-            raise
-        yield running
-        running.stop()
-        return
-    pytest.skip("no loopback address with a free port 2525")
 
 
 def test_send_test_email_from_the_portal_arrives_in_the_catcher(

@@ -1,0 +1,416 @@
+"""The JSON API under ``{SMTP_SENDERS_URL_PREFIX}/api``: the pages' operations for scripts.
+
+The same rules as the pages, through the same service: the ``smtp_senders_authorize``
+hook on every route (the host authenticates, by session or token, inside it), the same
+validation, the password write-only and required with every change, the same rate limit
+on the test and the check, the same audit events. Errors are RFC 9457 problem details
+(``application/problem+json``), with a field map for invalid fields.
+
+A call that changes something needs the CSRF token in an ``X-CSRFToken`` header unless
+it carries credentials a browser never sends by itself: an ``Authorization`` header of a
+scheme other than Basic, Digest, Negotiate and NTLM (``Bearer``, say). A browser sends
+cookies, cached Basic or Digest credentials and its Windows login to us whatever page made
+the call, so only a token a script put there proves the call is the script's.
+Bodies must be ``application/json`` (a form post from another site cannot be). Changes
+use optimistic locking: ``PATCH`` and ``DELETE`` need ``If-Match`` with the sender's
+``ETag``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError, validate_csrf
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import RequestRedirect
+from wtforms import ValidationError
+
+from .config import message
+from .errors import (
+    AuditFailed,
+    ConcurrentUpdate,
+    InvalidSenderData,
+    SenderNotFound,
+    StorageError,
+)
+from .extension import api_prefix, get_service
+from .public import sender_as_dict
+from .ratelimit import RateLimitUnavailable, check_test_email
+from .service import CheckResult, TestEmailResult
+from .store import Sender
+from .validation import (
+    MSG_REQUIRED,
+    SETTING_NAMES,
+    SenderSettings,
+    validate_password,
+    validate_recipient,
+    validate_settings,
+)
+
+api = Blueprint("smtp_senders_api", __name__)
+
+PROBLEM_JSON = "application/problem+json"
+#: Problem types are this prefix and a name; docs/api.md explains each one.
+PROBLEM_BASE = "urn:flask-smtp-senders:problem:"
+#: A sender as JSON is about 1 KB: nothing legitimate comes near this.
+MAX_BODY = 64 * 1024
+CSRF_HEADERS = ("X-CSRFToken", "X-CSRF-Token")
+#: Authorization schemes a browser resends by itself (so they prove nothing about CSRF).
+AMBIENT_SCHEMES = frozenset({"basic", "digest", "negotiate", "ntlm"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+#: endpoint -> the action the authorisation hook is asked about (as the pages ask it)
+ACTIONS = {
+    "list_senders": "list",
+    "read_sender": "list",
+    "openapi": "list",
+    "create_sender": "create",
+    "update_sender": "update",
+    "set_default": "update",
+    "delete_sender": "delete",
+    "test_email": "test",
+    "check_connection": "test",
+}
+
+#: The sender fields a body may hold, with their JSON types; ``password`` is write-only.
+_TEXT_FIELDS = frozenset(SETTING_NAMES) - {"port"} | {"password"}
+
+
+class Problem(Exception):
+    """An RFC 9457 problem to answer with; ``extra`` adds members (``errors``...)."""
+
+    def __init__(self, status: int, kind: str, title: str, detail: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        self.status, self.kind, self.title, self.detail = status, kind, title, detail
+        self.headers = headers or {}
+        self.extra = extra
+        super().__init__(title)
+
+    def response(self) -> Response:
+        body: dict[str, Any] = {"type": f"{PROBLEM_BASE}{self.kind}" if self.kind
+                                else "about:blank",
+                                "title": self.title, "status": self.status}
+        if self.detail:
+            body["detail"] = self.detail
+        body.update(self.extra)
+        return _json(body, self.status, self.headers, PROBLEM_JSON)
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None,
+          mimetype: str = "application/json") -> Response:
+    response = current_app.response_class(json.dumps(body), status=status,
+                                          mimetype=mimetype, headers=headers)
+    response.headers["Cache-Control"] = "no-store"  # never keep sender settings in a cache
+    return response
+
+
+def _msg(name: str, **values: str) -> str:
+    return message(current_app.config, name, **values)
+
+
+# -- every request ---------------------------------------------------------------------
+
+@api.before_app_request
+def unknown_api_route() -> ResponseReturnValue | None:
+    """A 404 or 405 under the API answers as a problem, not with the host's HTML page
+    (routing failed, so no blueprint handler would see it)."""
+    error = request.routing_exception
+    if error is None or isinstance(error, RequestRedirect):
+        return None
+    root = api_prefix(current_app.config)
+    if request.path != root and not request.path.startswith(root + "/"):
+        return None
+    return _problem_for(error).response() if isinstance(error, HTTPException) else None
+
+
+@api.before_request
+def authorize_and_check_request() -> None:
+    endpoint = (request.endpoint or "").rpartition(".")[2]
+    sender_id = (request.view_args or {}).get("sender_id")
+    if not get_service().authorize(ACTIONS.get(endpoint, endpoint), sender_id):
+        raise Problem(403, "forbidden", "You are not allowed to do this.")
+    if request.method in _SAFE_METHODS:
+        return
+    request.max_content_length = MAX_BODY  # a longer body is refused (413) unread
+    if _ambient_credentials():
+        token = next((request.headers[h] for h in CSRF_HEADERS if h in request.headers), None)
+        try:
+            validate_csrf(token)
+        except (ValidationError, CSRFError) as exc:
+            raise Problem(403, "csrf", "The CSRF token is missing or invalid.",
+                          f"A call without a token in its Authorization header (made with "
+                          f"the session cookie, say) needs the page's CSRF token in an "
+                          f"X-CSRFToken header ({exc}).") from None
+
+
+def _ambient_credentials() -> bool:
+    """Whether the browser could have sent this call's credentials on its own (cookies,
+    cached Basic or Digest, its Windows login, an IP allow-list): all but a token."""
+    scheme = request.headers.get("Authorization", "").partition(" ")[0].lower()
+    return not scheme or scheme in AMBIENT_SCHEMES
+
+
+@api.errorhandler(Problem)
+def problem(error: Problem) -> Response:
+    return error.response()
+
+
+@api.errorhandler(HTTPException)
+def http_problem(error: HTTPException) -> Response:
+    return _problem_for(error).response()
+
+
+@api.errorhandler(StorageError)
+def storage_unavailable(error: StorageError) -> Response:
+    return Problem(503, "unavailable", _msg("storage_unavailable")).response()
+
+
+def _problem_for(error: HTTPException) -> Problem:
+    headers = {}
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        headers["Allow"] = ", ".join(sorted(error.valid_methods))
+    return Problem(error.code or 500, "", error.name, error.description, headers)
+
+
+# -- reading -----------------------------------------------------------------------------
+
+def sender_body(sender: Sender) -> dict[str, Any]:
+    """A sender as the API shows it: settings and state; never the password or anything
+    derived from it (``password_usable`` says whether it must be re-entered)."""
+    return sender_as_dict(sender) | {
+        "password_usable": get_service().password_readable(sender)}
+
+
+def _sender_response(sender: Sender, status: int = 200,
+                     headers: dict[str, str] | None = None) -> Response:
+    return _json(sender_body(sender), status, {"ETag": _etag(sender), **(headers or {})})
+
+
+def _etag(sender: Sender) -> str:
+    """The version, and a mark of the sender's creation: it changes with every saved
+    change (not with test results), and a sender deleted and another one later given the
+    same id (SQLite reuses ids) never share one, so a stale If-Match cannot hit the new."""
+    born = hashlib.blake2s(f"{sender.id} {sender.created_at.isoformat()}".encode(),
+                           digest_size=4).hexdigest()
+    return f'"{sender.version}.{born}"'
+
+
+def _sender(sender_id: int) -> Sender:
+    try:
+        return get_service().get_sender(sender_id)
+    except SenderNotFound:
+        raise Problem(404, "not-found", "There is no sender with this id.") from None
+
+
+@api.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document of this API, with this app's address in ``servers``."""
+    document = dict(openapi_document())
+    document["servers"] = [{"url": url_for(".list_senders").removesuffix("/senders")}]
+    return _json(document)
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The checked-in document (``openapi.json`` beside this module)."""
+    text = resources.files(__package__).joinpath("openapi.json").read_text("utf-8")
+    return json.loads(text)
+
+
+@api.get("/senders")
+def list_senders() -> Response:
+    senders = get_service().list_senders()
+    return _json({"senders": [sender_body(sender) for sender in senders]})
+
+
+@api.get("/senders/<int:sender_id>")
+def read_sender(sender_id: int) -> Response:
+    return _sender_response(_sender(sender_id))
+
+
+# -- changes -----------------------------------------------------------------------------
+
+@api.post("/senders")
+def create_sender() -> Response:
+    settings, password = _sender_body(("username", "password", "server_name", "from_address"))
+    sender = _saving(lambda: get_service().create_sender(settings, password))
+    return _sender_response(sender, 201, {
+        "Location": url_for(".read_sender", sender_id=sender.id)})
+
+
+@api.patch("/senders/<int:sender_id>")
+def update_sender(sender_id: int) -> Response:
+    """Change some settings; the password must be given with every change (as on the
+    page), so that whoever changes where it goes proves they know it."""
+    current = _sender(sender_id)
+    version = _if_match(current)
+    settings, password = _sender_body(("password",), current)
+    sender = _saving(lambda: get_service().update_sender(
+        sender_id, version, settings, password))
+    return _sender_response(sender)
+
+
+@api.delete("/senders/<int:sender_id>")
+def delete_sender(sender_id: int) -> Response:
+    version = _if_match(_sender(sender_id))
+    _saving(lambda: get_service().delete_sender(sender_id, version))
+    response = current_app.response_class(status=204)
+    del response.headers["Content-Type"]
+    return response
+
+
+@api.post("/senders/<int:sender_id>/default")
+def set_default(sender_id: int) -> Response:
+    _sender(sender_id)
+    return _sender_response(_saving(lambda: get_service().set_default_sender(sender_id)))
+
+
+def _saving(save: Callable[[], Any]) -> Any:
+    """Run a change, answering its failures as problems; nothing half-saved either way."""
+    try:
+        return save()
+    except InvalidSenderData as exc:
+        raise _invalid(exc.errors) from None
+    except SenderNotFound:
+        raise Problem(404, "not-found", "There is no sender with this id.") from None
+    except ConcurrentUpdate:
+        raise Problem(412, "conflict", "The sender was changed since you read it.",
+                      "Read it again (its ETag changed) and retry with the new ETag "
+                      "in If-Match.") from None
+    except AuditFailed:
+        raise Problem(503, "save-failed", _msg("save_failed")) from None
+
+
+def _if_match(sender: Sender) -> int:
+    """The version the change is made against: If-Match must name the current one."""
+    condition = request.if_match
+    if not condition and "If-Match" not in request.headers:
+        raise Problem(428, "precondition-required", "If-Match is required.",
+                      "Send the sender's ETag (from GET) in If-Match, so that a change "
+                      "made meanwhile by someone else is not overwritten.")
+    if condition.star_tag or condition.contains(_etag(sender).strip('"')):
+        return sender.version
+    raise Problem(412, "conflict", "The sender was changed since you read it.",
+                  "Read it again (its ETag changed) and retry with the new ETag in If-Match.")
+
+
+def _invalid(errors: dict[str, str]) -> Problem:
+    return Problem(422, "invalid", "Some fields are not valid.",
+                   " ".join(f"{name}: {text}" for name, text in errors.items()),
+                   errors=errors)
+
+
+def _body(required: tuple[str, ...] = (), allowed: frozenset[str] | None = None
+          ) -> dict[str, Any]:
+    """The JSON object sent, checked for its shape: known fields of the right JSON type
+    (the values themselves are checked by the service, as the form's are)."""
+    if not request.mimetype or request.mimetype != "application/json":
+        raise Problem(415, "unsupported-media-type", "The body must be application/json.")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise Problem(400, "malformed", "The body is not valid JSON.")
+    if not isinstance(body, dict):
+        raise Problem(422, "invalid", "The body must be a JSON object.")
+    allowed = allowed if allowed is not None else _TEXT_FIELDS | {"port"}
+    errors = {name: "Unknown field." for name in body if name not in allowed}
+    for name, value in body.items():
+        if name == "port":
+            if isinstance(value, bool) or not isinstance(value, int | type(None)):
+                errors[name] = "Must be an integer."
+        elif name in allowed and not isinstance(value, str):
+            errors[name] = "Must be a string."
+    for name in required:
+        if name not in errors and not body.get(name):
+            errors[name] = MSG_REQUIRED
+    if errors:
+        raise _invalid(errors)
+    return dict(body)
+
+
+def _sender_body(required: tuple[str, ...], current: Sender | None = None
+                 ) -> tuple[SenderSettings, str]:
+    """The settings (the current ones with the body's changes) and password of a create
+    or update body, every field checked at once: a wrong JSON type and a bad value are
+    reported together, as the form reports every field."""
+    try:
+        values = _body(required=required)
+        errors: dict[str, str] = {}
+    except Problem as problem:
+        if problem.status != 422 or "errors" not in problem.extra:
+            raise
+        errors = problem.extra["errors"]
+        values = {name: value for name, value in request.get_json().items()
+                  if name not in errors}
+    password = values.pop("password", "")
+    merged = {name: getattr(current.settings, name) for name in SETTING_NAMES} if current \
+        else {name: "" for name in SETTING_NAMES if name != "port"}
+    merged |= {name: value for name, value in values.items() if value is not None}
+    try:
+        settings = validate_settings(**merged)
+    except InvalidSenderData as exc:
+        errors = exc.errors | errors  # a wrong type says more than the value check
+    if "password" not in errors:
+        try:
+            validate_password(password)
+        except InvalidSenderData as exc:
+            errors |= exc.errors
+    if errors:
+        raise _invalid(errors)
+    return settings, password
+
+
+# -- test email and connection check -------------------------------------------------------
+
+@api.post("/senders/<int:sender_id>/test")
+def test_email(sender_id: int) -> Response:
+    """Send the test message to ``recipient``; the outcome (sent or not) is the answer."""
+    recipient = _recipient(_body(required=("recipient",), allowed=frozenset({"recipient"})))
+    if recipient is None:  # blanks only: nothing to send to, and nothing counted
+        raise _invalid({"recipient": MSG_REQUIRED})
+    return _exchange(sender_id, lambda: get_service().send_test_email(sender_id, recipient))
+
+
+@api.post("/senders/<int:sender_id>/check")
+def check_connection(sender_id: int) -> Response:
+    """The dry run (nothing delivered); ``recipient`` is optional."""
+    recipient = _recipient(_body(allowed=frozenset({"recipient"})))
+    return _exchange(sender_id, lambda: get_service().check_connection(sender_id, recipient))
+
+
+def _recipient(body: dict[str, Any]) -> str | None:
+    """The recipient checked before the rate limit counts the request (as on the page)."""
+    value = body.get("recipient")
+    if value is None or not value.strip(" \t"):
+        return None
+    try:
+        return validate_recipient(value)
+    except InvalidSenderData as exc:
+        raise _invalid(exc.errors) from None
+
+
+def _exchange(sender_id: int, run: Callable[[], TestEmailResult | CheckResult]) -> Response:
+    """Rate-limit, run, and answer with the result, its diagnosis and the From-domain
+    advice (200 whether the server accepted or not: the request itself was served)."""
+    sender = _sender(sender_id)
+    try:
+        retry_after = check_test_email(sender_id)
+    except RateLimitUnavailable:
+        raise Problem(503, "rate-limit-unavailable", _msg("rate_limit_unavailable")) from None
+    if retry_after is not None:
+        raise Problem(429, "rate-limited", _msg("rate_limited", retry_after=str(retry_after)),
+                      headers={"Retry-After": str(retry_after)})
+    try:
+        result = run()
+    except SenderNotFound:  # deleted meanwhile
+        raise Problem(404, "not-found", "There is no sender with this id.") from None
+    advice = get_service().domain_advisor.advise(sender.settings.from_address)
+    return _json({"ok": result.ok, "message": result.message, "stage": result.stage,
+                  "diagnosis": result.diagnosis.as_dict(),
+                  "domain_advice": list(advice.lines) if advice else []})
