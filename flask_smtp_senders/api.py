@@ -18,7 +18,6 @@ use optimistic locking: ``PATCH`` and ``DELETE`` need ``If-Match`` with the send
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from functools import cache
@@ -41,7 +40,7 @@ from .errors import (
     StorageError,
 )
 from .extension import api_prefix, get_service
-from .public import sender_as_dict
+from .public import sender_as_dict, sender_tag
 from .ratelimit import RateLimitUnavailable, check_test_email
 from .service import CheckResult, TestEmailResult
 from .store import Sender
@@ -194,12 +193,9 @@ def _sender_response(sender: Sender, status: int = 200,
 
 
 def _etag(sender: Sender) -> str:
-    """The version, and a mark of the sender's creation: it changes with every saved
-    change (not with test results), and a sender deleted and another one later given the
-    same id (SQLite reuses ids) never share one, so a stale If-Match cannot hit the new."""
-    born = hashlib.blake2s(f"{sender.id} {sender.created_at.isoformat()}".encode(),
-                           digest_size=4).hexdigest()
-    return f'"{sender.version}.{born}"'
+    """The sender's tag: it changes with every saved change (not with test results),
+    and never matches a later sender given the same id."""
+    return f'"{sender_tag(sender)}"'
 
 
 def _sender(sender_id: int) -> Sender:
@@ -295,7 +291,7 @@ def _if_match(sender: Sender) -> int:
         raise Problem(428, "precondition-required", "If-Match is required.",
                       "Send the sender's ETag (from GET) in If-Match, so that a change "
                       "made meanwhile by someone else is not overwritten.")
-    if condition.star_tag or condition.contains(_etag(sender).strip('"')):
+    if condition.star_tag or condition.contains(sender_tag(sender)):
         return sender.version
     raise Problem(412, "conflict", "The sender was changed since you read it.",
                   "Read it again (its ETag changed) and retry with the new ETag in If-Match.")

@@ -35,6 +35,7 @@ from .forms import (
     SenderForm,
     TestEmailForm,
 )
+from .public import sender_tag
 from .ratelimit import RateLimitUnavailable, check_test_email
 from .service import CheckResult, TestEmailResult
 from .store import Sender
@@ -137,17 +138,17 @@ def edit(sender_id: int) -> ResponseReturnValue:
     sender = _sender_or_404(sender_id)
     form = SenderForm()
     if request.method == "GET":
-        form.fill(sender.settings, sender.version)
+        form.fill(sender)
     elif form.validate_on_submit() and form.settings is not None:
         try:
-            get_service().update_sender(sender_id, form.expected_version() or -1,
+            get_service().update_sender(sender_id, form.expected_version(sender) or -1,
                                         form.settings, form.password.data)
         except SenderNotFound:
             abort(404)
         except ConcurrentUpdate:
             flash(_msg("conflict"), "smtp_senders.error")
             sender = _sender_or_404(sender_id)  # the next save is checked against this one
-            form.version.data = str(sender.version)
+            form.version.data = sender_tag(sender)
         except (AuditFailed, StorageError):
             flash(_msg("save_failed"), "smtp_senders.error")
         else:
@@ -227,7 +228,7 @@ def _exchange(sender_id: int, test_form: TestEmailForm,
 
 def _test_page(sender: Sender, test_form: TestEmailForm, **result: Any) -> str:
     form = SenderForm(formdata=None)
-    form.fill(sender.settings, sender.version)
+    form.fill(sender)
     return _edit_page(sender, form, test_form, test_open=True, **result)
 
 
@@ -251,7 +252,7 @@ def delete(sender_id: int) -> ResponseReturnValue:
     sender = _sender_or_404(sender_id)
     form = DeleteForm()
     if form.validate_on_submit():
-        version = form.expected_version()
+        version = form.expected_version(sender)  # OTHER_SENDER: a conflict
         if version is None:  # the page always sends one: this form was tampered with
             abort(400, description="The delete form is incomplete; reload the page.")
         try:
@@ -264,5 +265,5 @@ def delete(sender_id: int) -> ResponseReturnValue:
             return redirect(url_for(".edit", sender_id=sender_id))
         flash(_msg("deleted"), "smtp_senders.success")
         return redirect(url_for(".index"))
-    form.version.data = str(sender.version)
+    form.version.data = sender_tag(sender)
     return render_template("smtp_senders/delete.html", form=form, sender=sender)

@@ -7,13 +7,14 @@ are put beside the fields they concern. Password fields are never re-rendered.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, SelectField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
 
 from .errors import InvalidSenderData
+from .public import sender_tag, version_read
 from .validation import (
     SETTING_NAMES,
     SenderSettings,
@@ -21,6 +22,9 @@ from .validation import (
     validate_recipient,
     validate_settings,
 )
+
+if TYPE_CHECKING:
+    from .store import Sender
 
 
 class _Form(FlaskForm):
@@ -61,10 +65,10 @@ class SenderForm(_Form):
 
     settings: SenderSettings | None = None
 
-    def fill(self, settings: SenderSettings, version: int) -> None:
+    def fill(self, sender: Sender) -> None:
         for name in SETTING_NAMES:
-            self[name].data = str(getattr(settings, name))
-        self.version.data = str(version)
+            self[name].data = str(getattr(sender.settings, name))
+        self.version.data = sender_tag(sender)
 
     def validate(self, extra_validators: Any = None) -> bool:
         ok = super().validate(extra_validators)
@@ -81,16 +85,9 @@ class SenderForm(_Form):
             ok = False
         return ok
 
-    def expected_version(self) -> int | None:
-        return parse_version(self.version.data)
-
-
-def parse_version(value: str | None) -> int | None:
-    """The hidden version field as a number, or None when it was tampered with."""
-    value = value or ""
-    if value.isascii() and value.isdigit() and len(value) <= 9:
-        return int(value)
-    return None
+    def expected_version(self, sender: Sender) -> int | None:
+        """The version the page was read at (see :func:`.public.version_read`)."""
+        return version_read(self.version.data, sender)
 
 
 class TestEmailForm(_Form):
@@ -127,8 +124,9 @@ class DeleteForm(_Form):
     version = HiddenField()
     submit = SubmitField("Delete")
 
-    def expected_version(self) -> int | None:
-        return parse_version(self.version.data)
+    def expected_version(self, sender: Sender) -> int | None:
+        """The version the confirmation page was read at."""
+        return version_read(self.version.data, sender)
 
 
 class DefaultForm(_Form):

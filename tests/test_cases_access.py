@@ -480,3 +480,33 @@ def test_two_admins_the_stale_save_and_delete_get_a_conflict_and_nothing_is_lost
     [(_, version, settings, _, _)] = snapshot(app)
     assert (version, settings.from_name) == (3, "Second admin")
     assert [type(e) for e in host.events] == [SenderUpdated, SenderUpdated]
+
+
+def test_a_page_of_a_deleted_sender_cannot_change_a_later_one_given_its_id(app, host):
+    """Case F2: the second admin's pages are of a sender the first admin deleted and then
+    replaced; SQLite gives the new sender the old id. Saving or deleting from those pages
+    is a conflict: the newcomer is neither overwritten nor deleted."""
+    first, second = app.test_client(), app.test_client()
+    url = create_via_form(first, password=PASSWORD).location
+    old_page, old_confirm = second.get(url), second.get(f"{url}/delete")
+    confirm = first.get(f"{url}/delete")
+    assert first.post(f"{url}/delete", data={"csrf_token": csrf(confirm.data),
+                                             "version": form_values(confirm.data)["version"]}
+                      ).status_code == 302
+    new_url = create_via_form(first, from_name="The newcomer", password="New-Pa55").location
+    newcomer = snapshot(app)
+    assert form_values(old_page.data)["version"] != form_values(first.get(new_url).data)[
+        "version"]
+
+    if new_url != url:  # PostgreSQL never reuses an id: the old pages find nothing
+        assert second.post(url, data={**form_values(old_page.data), "csrf_token": csrf(
+            old_page.data), "password": "Second-Pa55"}).status_code == 404
+        return
+    stale = second.post(url, data={**form_values(old_page.data), "csrf_token": csrf(
+        old_page.data), "from_name": "Second admin", "password": "Second-Pa55"})
+    assert stale.status_code == 200 and str(escape(msg("conflict"))).encode() in stale.data
+    deleted = second.post(f"{url}/delete", follow_redirects=True, data={
+        "csrf_token": csrf(old_confirm.data),
+        "version": form_values(old_confirm.data)["version"]})
+    assert str(escape(msg("conflict"))).encode() in deleted.data
+    assert snapshot(app) == newcomer and newcomer[0][2].from_name == "The newcomer"

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from flask_smtp_senders import InvalidSenderData, SenderSettings, get_service
+from flask_smtp_senders.public import sender_tag
 from flask_smtp_senders.validation import SETTING_NAMES, validate_recipient, validate_settings
 from tests.conftest import Database
 from tests.smtp_servers import SERVER_NAME
@@ -123,6 +124,12 @@ def one_sender(app, closed_port: int) -> int:
             from_address="noreply@example.com"), "Fuzz-Pa55").id
 
 
+def tag_of(app, sender_id: int) -> str:
+    """The sender's tag, as its edit and delete pages put it in the version field."""
+    with app.app_context():
+        return sender_tag(get_service(app).get_sender(sender_id))
+
+
 def assert_unchanged_on_refusal(app, before, answer) -> None:
     assert answer.status_code < 500, answer.status_code
     if 400 <= answer.status_code < 500:
@@ -164,7 +171,9 @@ def test_arbitrary_text_in_the_edit_form_never_500s_and_saves_only_validated_val
     before = snapshot(app)
     current = before[0][1]
     form = posted(fuzzed)
-    form["version"] = {"current": str(current), "stale": str(current - 1)}.get(version, version)
+    tag = tag_of(app, sender_id)  # "<version>.<mark>", as the page has it
+    form["version"] = {"current": tag, "stale": tag.replace(f"{current}.", f"{current - 1}.", 1),
+                       }.get(version, version)
     answer = client.post(f"{PREFIX}/{sender_id}", data={"csrf_token": token, **form})
     assert answer.status_code in (200, 302) or 400 <= answer.status_code < 500, (
         answer.status_code)
@@ -178,7 +187,8 @@ def test_arbitrary_text_in_the_edit_form_never_500s_and_saves_only_validated_val
 
 
 @FUZZ_SETTINGS
-@given(version=st.one_of(DIGITS, text_like(["1"]), st.none()))
+@given(version=st.one_of(st.sampled_from(["current", "stale"]), DIGITS, text_like(["1"]),
+                         st.none()))
 @example(version="²")
 @example(version="9" * 19)  # past SQLite's 64-bit INTEGER
 @example(version="9" * 4301)  # the shortest digit string int() refuses
@@ -188,15 +198,16 @@ def test_arbitrary_version_in_the_delete_form_never_500s(app, client, token, clo
     deletes only for the current version or no usable one, else nothing changes."""
     sender_id = one_sender(app, closed_port)
     before = snapshot(app)
-    data = {"csrf_token": token} if version is None else {"csrf_token": token,
-                                                           "version": version}
+    tag = tag_of(app, sender_id)
+    number, _, mark = tag.partition(".")
+    sent = {"current": tag, "stale": f"{int(number) + 1}.{mark}"}.get(version, version)
+    data = {"csrf_token": token} if sent is None else {"csrf_token": token, "version": sent}
     answer = client.post(f"{PREFIX}/{sender_id}/delete", data=data)
     assert answer.status_code == 302 or 400 <= answer.status_code < 500, answer.status_code
     assert_unchanged_on_refusal(app, before, answer)
     if answer.status_code == 302 and answer.location.endswith(f"{PREFIX}/"):
-        assert snapshot(app) == [] and (
-            version is None or not version.isdigit() or int(version) == before[0][1])
-    elif answer.status_code == 302:
+        assert snapshot(app) == [] and sent == tag  # deleted: only with the page's tag
+    else:
         assert snapshot(app) == before
 
 

@@ -249,8 +249,9 @@ def test_delete_asks_for_confirmation_then_deletes(client, service):
     sender_url = create(client).location
     confirm = client.get(sender_url + "/delete")
     assert b"Delete sender" in confirm.data and service.list_senders()
-    answer = client.post(sender_url + "/delete", data={"csrf_token": csrf(confirm.data),
-                                                       "version": "1"}, follow_redirects=True)
+    answer = client.post(sender_url + "/delete", data={
+        "csrf_token": csrf(confirm.data), "version": form_values(confirm.data)["version"]},
+        follow_redirects=True)
     assert b"The sender was deleted." in answer.data
     assert service.list_senders() == []
 
