@@ -296,13 +296,6 @@ class PasswordCipher:
             return False
         return True
 
-    def can_decrypt(self, encrypted: EncryptedPassword) -> bool:
-        try:
-            self.decrypt(encrypted)
-        except PasswordUnreadable:
-            return False
-        return True
-
     def rotate(self, encrypted: EncryptedPassword) -> EncryptedPassword:
         """Re-encrypt under the first key; raises PasswordUnreadable if no key reads it."""
         try:
