@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flask_smtp_senders import transport
+from flask_smtp_senders import pipeline, transport
 from flask_smtp_senders.crypto import Secret
 from flask_smtp_senders.errors import DeliveryError, SMTPTimeout
 from tests.smtp_servers import LOOPBACK, SERVER_NAME, RawTCPServer, server_context
@@ -555,7 +555,7 @@ def test_envelope_commands_are_the_bytes_smtplib_writes(address: str) -> None:
     for verb, stage in (("mail FROM", "sender"), ("rcpt TO", "recipient")):
         expected = f"{verb}:{smtplib.quoteaddr(address)}\r\n"
         if expected.isascii() and "\r" not in expected[:-2] and "\n" not in expected[:-2]:
-            assert transport._command_line(verb, address, stage) == expected.encode()
+            assert pipeline._command_line(verb, address, stage) == expected.encode()
         else:
             with pytest.raises(ValueError):
-                transport._command_line(verb, address, stage)
+                pipeline._command_line(verb, address, stage)
