@@ -45,6 +45,8 @@ OTHER_PASSWORD = "State-Pa55word-2"
 RECIPIENT = "someone@example.com"
 LABELS = {TestState.NEVER: b"Never tested", TestState.TESTED: b">Tested<",
           TestState.CHANGED: b"Changed since last test"}
+#: NEVER once a test has failed: "Never tested" beside "Last test failed" would contradict.
+NO_PASSED_TEST = b"No passed test"
 
 
 Host = AuditingHost
@@ -103,8 +105,10 @@ def assert_state(app: Flask, service: SenderService, sender_id: int,
     warning unless tested)."""
     assert state(service, sender_id) is expected
     cell = listed_state(app)
-    assert LABELS[expected] in cell
-    assert [label for label in LABELS.values() if label in cell] == [LABELS[expected]]
+    label = LABELS[expected]
+    if expected is TestState.NEVER and service.get_sender(sender_id).last_test_at:
+        label = NO_PASSED_TEST
+    assert [known for known in (*LABELS.values(), NO_PASSED_TEST) if known in cell] == [label]
     assert warning_shown(app, sender_id) is (expected is not TestState.TESTED)
 
 

@@ -350,8 +350,9 @@ def test_the_staged_report_and_check_connection_in_the_modal(page, portal, probl
     open_senders(page)  # the list says which settings passed their last test
     expect(page.get_by_role("row").filter(has_text=str(CATCHER_PORT))).to_contain_text(
         "Tested")
-    expect(page.get_by_role("row").filter(has_text=str(starttls_only.port))).to_contain_text(
-        "Never tested")
+    failed_row = page.get_by_role("row").filter(has_text=str(starttls_only.port))
+    expect(failed_row).to_contain_text("No passed test")
+    expect(failed_row).to_contain_text("Last test failed")
     shots.append(shoot(page, "14-list-test-states"))
     for path in shots:
         assert_png(path)
