@@ -29,7 +29,7 @@ from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from flask_smtp_senders import hookimpl
-from flask_smtp_senders.extension import api_prefix
+from flask_smtp_senders.extension import is_api_path
 
 ADMIN_USER = "admin"
 DEFAULT_PASSWORD = "admin"  # noqa: S105 - the documented demo default
@@ -120,11 +120,6 @@ def logout() -> Response:
     return redirect(url_for("auth.login"))
 
 
-def _is_api(path: str) -> bool:
-    root = api_prefix(current_app.config)
-    return path == root or path.startswith(root + "/")
-
-
 def require_login() -> ResponseReturnValue | None:
     """Send anonymous visitors to the login page, remembering where they were going."""
     if current_user() is not None:
@@ -132,7 +127,7 @@ def require_login() -> ResponseReturnValue | None:
     endpoint = request.endpoint or ""
     if endpoint in PUBLIC_ENDPOINTS or endpoint.endswith(".static"):
         return None
-    if _is_api(request.path):  # scripts get an answer they can read, not a login page
+    if is_api_path(current_app.config, request.path):  # scripts get a readable answer
         return jsonify(type="about:blank", title="Sign in or send the API token.",
                        status=401), 401, {"WWW-Authenticate": "Bearer",
                                           "Content-Type": "application/problem+json"}

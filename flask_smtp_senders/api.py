@@ -39,9 +39,9 @@ from .errors import (
     SenderNotFound,
     StorageError,
 )
-from .extension import api_prefix, get_service
+from .extension import get_service, is_api_path
 from .public import sender_as_dict, sender_tag
-from .ratelimit import RateLimitUnavailable, check_test_email
+from .ratelimit import test_email_refusal
 from .service import CheckResult, TestEmailResult
 from .store import Sender
 from .validation import (
@@ -78,8 +78,8 @@ ACTIONS = {
     "check_connection": "test",
 }
 
-#: The sender fields a body may hold, with their JSON types; ``password`` is write-only.
-_TEXT_FIELDS = frozenset(SETTING_NAMES) - {"port"} | {"password"}
+#: The fields a sender body may hold (``password`` is write-only); all strings but port.
+_SENDER_FIELDS = frozenset(SETTING_NAMES) | {"password"}
 
 
 class Problem(Exception):
@@ -123,8 +123,7 @@ def unknown_api_route() -> ResponseReturnValue | None:
     error = request.routing_exception
     if error is None or isinstance(error, RequestRedirect):
         return None
-    root = api_prefix(current_app.config)
-    if request.path != root and not request.path.startswith(root + "/"):
+    if not is_api_path(current_app.config, request.path):
         return None
     return _problem_for(error).response() if isinstance(error, HTTPException) else None
 
@@ -202,7 +201,16 @@ def _sender(sender_id: int) -> Sender:
     try:
         return get_service().get_sender(sender_id)
     except SenderNotFound:
-        raise Problem(404, "not-found", "There is no sender with this id.") from None
+        raise _not_found() from None
+
+
+def _not_found() -> Problem:
+    return Problem(404, "not-found", "There is no sender with this id.")
+
+
+def _conflict() -> Problem:
+    return Problem(412, "conflict", "The sender was changed since you read it.",
+                   "Read it again (its ETag changed) and retry with the new ETag in If-Match.")
 
 
 @api.get("/openapi.json")
@@ -264,7 +272,6 @@ def delete_sender(sender_id: int) -> Response:
 
 @api.post("/senders/<int:sender_id>/default")
 def set_default(sender_id: int) -> Response:
-    _sender(sender_id)
     return _sender_response(_saving(lambda: get_service().set_default_sender(sender_id)))
 
 
@@ -275,11 +282,9 @@ def _saving(save: Callable[[], Any]) -> Any:
     except InvalidSenderData as exc:
         raise _invalid(exc.errors) from None
     except SenderNotFound:
-        raise Problem(404, "not-found", "There is no sender with this id.") from None
+        raise _not_found() from None
     except ConcurrentUpdate:
-        raise Problem(412, "conflict", "The sender was changed since you read it.",
-                      "Read it again (its ETag changed) and retry with the new ETag "
-                      "in If-Match.") from None
+        raise _conflict() from None
     except AuditFailed:
         raise Problem(503, "save-failed", _msg("save_failed")) from None
 
@@ -293,8 +298,7 @@ def _if_match(sender: Sender) -> int:
                       "made meanwhile by someone else is not overwritten.")
     if condition.star_tag or condition.contains(sender_tag(sender)):
         return sender.version
-    raise Problem(412, "conflict", "The sender was changed since you read it.",
-                  "Read it again (its ETag changed) and retry with the new ETag in If-Match.")
+    raise _conflict()
 
 
 def _invalid(errors: dict[str, str]) -> Problem:
@@ -303,18 +307,32 @@ def _invalid(errors: dict[str, str]) -> Problem:
                    errors=errors)
 
 
-def _body(required: tuple[str, ...] = (), allowed: frozenset[str] | None = None
+def _body(required: tuple[str, ...] = (), allowed: frozenset[str] = _SENDER_FIELDS
           ) -> dict[str, Any]:
-    """The JSON object sent, checked for its shape: known fields of the right JSON type
-    (the values themselves are checked by the service, as the form's are)."""
-    if not request.mimetype or request.mimetype != "application/json":
+    """The JSON object sent, with known fields of the right JSON type only."""
+    body = _json_object()
+    errors = _field_errors(body, required, allowed)
+    if errors:
+        raise _invalid(errors)
+    return body
+
+
+def _json_object() -> dict[str, Any]:
+    """The body as a JSON object: 415, 400 or 422 when it is none."""
+    if request.mimetype != "application/json":
         raise Problem(415, "unsupported-media-type", "The body must be application/json.")
     body = request.get_json(silent=True)
     if body is None:
         raise Problem(400, "malformed", "The body is not valid JSON.")
     if not isinstance(body, dict):
         raise Problem(422, "invalid", "The body must be a JSON object.")
-    allowed = allowed if allowed is not None else _TEXT_FIELDS | {"port"}
+    return body
+
+
+def _field_errors(body: dict[str, Any], required: tuple[str, ...],
+                  allowed: frozenset[str]) -> dict[str, str]:
+    """The fields of the wrong shape: unknown, of the wrong JSON type, or missing (the
+    values themselves are checked by the service, as the form's are)."""
     errors = {name: "Unknown field." for name in body if name not in allowed}
     for name, value in body.items():
         if name == "port":
@@ -325,9 +343,7 @@ def _body(required: tuple[str, ...] = (), allowed: frozenset[str] | None = None
     for name in required:
         if name not in errors and not body.get(name):
             errors[name] = MSG_REQUIRED
-    if errors:
-        raise _invalid(errors)
-    return dict(body)
+    return errors
 
 
 def _sender_body(required: tuple[str, ...], current: Sender | None = None
@@ -335,15 +351,9 @@ def _sender_body(required: tuple[str, ...], current: Sender | None = None
     """The settings (the current ones with the body's changes) and password of a create
     or update body, every field checked at once: a wrong JSON type and a bad value are
     reported together, as the form reports every field."""
-    try:
-        values = _body(required=required)
-        errors: dict[str, str] = {}
-    except Problem as problem:
-        if problem.status != 422 or "errors" not in problem.extra:
-            raise
-        errors = problem.extra["errors"]
-        values = {name: value for name, value in request.get_json().items()
-                  if name not in errors}
+    body = _json_object()
+    errors = _field_errors(body, required, _SENDER_FIELDS)
+    values = {name: value for name, value in body.items() if name not in errors}
     password = values.pop("password", "")
     merged = {name: getattr(current.settings, name) for name in SETTING_NAMES} if current \
         else {name: "" for name in SETTING_NAMES if name != "port"}
@@ -395,18 +405,15 @@ def _exchange(sender_id: int, run: Callable[[], TestEmailResult | CheckResult]) 
     """Rate-limit, run, and answer with the result, its diagnosis and the From-domain
     advice (200 whether the server accepted or not: the request itself was served)."""
     sender = _sender(sender_id)
-    try:
-        retry_after = check_test_email(sender_id)
-    except RateLimitUnavailable:
-        raise Problem(503, "rate-limit-unavailable", _msg("rate_limit_unavailable")) from None
-    if retry_after is not None:
-        raise Problem(429, "rate-limited", _msg("rate_limited", retry_after=str(retry_after)),
-                      headers={"Retry-After": str(retry_after)})
+    refusal = test_email_refusal(sender_id)
+    if refusal is not None and refusal.status == 429:
+        raise Problem(429, "rate-limited", refusal.message, headers=refusal.headers)
+    if refusal is not None:  # the counters cannot be reached: nothing is sent
+        raise Problem(503, "rate-limit-unavailable", refusal.message)
     try:
         result = run()
     except SenderNotFound:  # deleted meanwhile
-        raise Problem(404, "not-found", "There is no sender with this id.") from None
-    advice = get_service().domain_advisor.advise(sender.settings.from_address)
+        raise _not_found() from None
     return _json({"ok": result.ok, "message": result.message, "stage": result.stage,
                   "diagnosis": result.diagnosis.as_dict(),
-                  "domain_advice": list(advice.lines) if advice else []})
+                  "domain_advice": get_service().domain_advice(sender.settings.from_address)})

@@ -36,7 +36,7 @@ from .forms import (
     TestEmailForm,
 )
 from .public import sender_tag
-from .ratelimit import RateLimitUnavailable, check_test_email
+from .ratelimit import test_email_refusal
 from .service import CheckResult, TestEmailResult
 from .store import Sender
 
@@ -85,8 +85,7 @@ def _msg(name: str, **values: str) -> str:
 
 def _flash_domain_advice(from_address: str) -> None:
     """What the From domain publishes (SPF, DMARC): advice shown after a save."""
-    advice = get_service().domain_advisor.advise(from_address)
-    for line in advice.lines if advice else ():
+    for line in get_service().domain_advice(from_address):
         flash(line, "smtp_senders.advice")
 
 
@@ -203,22 +202,14 @@ def _exchange(sender_id: int, test_form: TestEmailForm,
         return _test_page(sender, test_form), 422
     # Case C7: a rate limit per administrator and per sender, counted only for valid,
     # authorised requests; without its counters (Redis down) nothing is sent (fail closed).
-    def refused(text: str, status: int, headers: dict[str, str]) -> ResponseReturnValue:
+    refusal = test_email_refusal(sender_id)
+    if refusal is not None:
         if _wants_json():
-            return jsonify(ok=False, message=text), status, headers
-        flash(text, "smtp_senders.error")
-        return _test_page(sender, test_form), status, headers
-
-    try:
-        retry_after = check_test_email(sender_id)
-    except RateLimitUnavailable:
-        return refused(_msg("rate_limit_unavailable"), 503, {})
-    if retry_after is not None:
-        return refused(_msg("rate_limited", retry_after=str(retry_after)), 429,
-                       {"Retry-After": str(retry_after)})
+            return jsonify(ok=False, message=refusal.message), refusal.status, refusal.headers
+        flash(refusal.message, "smtp_senders.error")
+        return _test_page(sender, test_form), refusal.status, refusal.headers
     result = run(test_form.recipient.data)
-    advice = get_service().domain_advisor.advise(sender.settings.from_address)
-    domain_advice = list(advice.lines) if advice else []
+    domain_advice = get_service().domain_advice(sender.settings.from_address)
     if _wants_json():
         return jsonify(ok=result.ok, message=result.message,
                        diagnosis=result.diagnosis.as_dict(), domain_advice=domain_advice)

@@ -230,10 +230,15 @@ def show_sender(sender_id: int, as_json: bool) -> None:
 
 
 def _sender_line(sender: Sender) -> str:
+    return f"#{sender.id} {_describe(sender)}: {sender.test_state.label}"
+
+
+def _describe(sender: Sender, *, default: bool = True) -> str:
+    """Server, mode and From Address, for a one-line message (never a secret)."""
     settings = sender.settings
-    default = " (default)" if sender.is_default else ""
-    return (f"#{sender.id} {settings.server_name}:{settings.port} {sender.security.value} "
-            f"<{settings.from_address}>{default}: {sender.test_state.label}")
+    marker = " (default)" if default and sender.is_default else ""
+    return (f"{settings.server_name}:{settings.port} {sender.security.value} "
+            f"<{settings.from_address}>{marker}")
 
 
 def _nothing_read(reason: str) -> NoReturn:

@@ -30,18 +30,15 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
-from .cli import EXIT_NOTHING_CHANGED, EXIT_UNEXPECTED, _nothing_changed, cli
+from .cli import EXIT_NOTHING_CHANGED, EXIT_UNEXPECTED, _describe, _nothing_changed, cli
 from .errors import AuditFailed, ConcurrentUpdate, InvalidSenderData, SenderNotFound, StorageError
 from .extension import get_service
 from .public import sender_as_dict
 from .validation import DEFAULT_PORT, SenderSettings, validate_password, validate_settings
-
-if TYPE_CHECKING:
-    from .store import Sender
 
 log = logging.getLogger(__name__)
 
@@ -350,11 +347,3 @@ def _unexpected(command: str, exc: Exception, note: str) -> NoReturn:
     click.echo(f"Error: {command} failed unexpectedly ({type(exc).__name__}); see the "
                f"log.{note}", err=True)
     raise click.exceptions.Exit(EXIT_UNEXPECTED) from None
-
-
-def _describe(sender: Sender, *, default: bool = True) -> str:
-    """Server, mode and From Address, for a one-line message (never a secret)."""
-    settings = sender.settings
-    marker = " (default)" if default and sender.is_default else ""
-    return (f"{settings.server_name}:{settings.port} {sender.security.value} "
-            f"<{settings.from_address}>{marker}")

@@ -125,6 +125,12 @@ def api_prefix(config: Any) -> str:
     return config["SMTP_SENDERS_URL_PREFIX"].rstrip("/") + "/api"
 
 
+def is_api_path(config: Any, path: str) -> bool:
+    """Whether ``path`` is under the JSON API (a host may answer those calls in JSON)."""
+    root = api_prefix(config)
+    return path == root or path.startswith(root + "/")
+
+
 def get_service(app: Flask | None = None) -> SenderService:
     app = app or current_app
     try:

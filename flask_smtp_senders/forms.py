@@ -38,6 +38,16 @@ class _Form(FlaskForm):
                 field.errors = [*field.errors, text]
 
 
+class _Versioned:
+    """A form with the hidden version field of the sender it changes."""
+
+    version: HiddenField
+
+    def expected_version(self, sender: Sender) -> int | None:
+        """The version the page was read at (see :func:`.public.version_read`)."""
+        return version_read(self.version.data, sender)
+
+
 class NewSenderForm(_Form):
     """The + step: what kind of sender to add."""
 
@@ -47,7 +57,7 @@ class NewSenderForm(_Form):
     submit = SubmitField("Next")
 
 
-class SenderForm(_Form):
+class SenderForm(_Versioned, _Form):
     """Email Sender Custom SMTP Server."""
 
     username = StringField("Username")
@@ -85,10 +95,6 @@ class SenderForm(_Form):
             ok = False
         return ok
 
-    def expected_version(self, sender: Sender) -> int | None:
-        """The version the page was read at (see :func:`.public.version_read`)."""
-        return version_read(self.version.data, sender)
-
 
 class TestEmailForm(_Form):
     """Send Test Email: one recipient, nothing else is the user's to choose."""
@@ -120,13 +126,9 @@ class CheckConnectionForm(TestEmailForm):
         return _Form.validate(self, extra_validators)
 
 
-class DeleteForm(_Form):
+class DeleteForm(_Versioned, _Form):
     version = HiddenField()
     submit = SubmitField("Delete")
-
-    def expected_version(self, sender: Sender) -> int | None:
-        """The version the confirmation page was read at."""
-        return version_read(self.version.data, sender)
 
 
 class DefaultForm(_Form):

@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlparse
 
@@ -24,6 +25,7 @@ from limits.errors import StorageError as LimitsStorageError
 from limits.storage import SCHEMES, MovingWindowSupport, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from .config import message
 from .errors import ConfigurationError, SMTPSendersError
 
 log = logging.getLogger(__name__)
@@ -174,3 +176,28 @@ def check_test_email(sender_id: int) -> int | None:
     actor = app.extensions["smtp_senders"].hooks.smtp_senders_actor()
     who = f"actor:{actor}" if actor else f"address:{request.remote_addr or 'unknown'}"
     return limiter_for(app).check(who, sender_id)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a Send Test Email or Check connection request is not served now."""
+
+    message: str
+    #: 429 (the limit is reached) or 503 (the counters cannot be reached).
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def test_email_refusal(sender_id: int) -> Refusal | None:
+    """Count one request on ``sender_id`` (:func:`check_test_email`): None to go on, or
+    the refusal to answer with, for the pages and the API alike: 429 with Retry-After
+    when the limit is reached, 503 when its storage fails (nothing is sent uncounted)."""
+    config = current_app.config
+    try:
+        retry_after = check_test_email(sender_id)
+    except RateLimitUnavailable:
+        return Refusal(message(config, "rate_limit_unavailable"), 503)
+    if retry_after is None:
+        return None
+    return Refusal(message(config, "rate_limited", retry_after=str(retry_after)), 429,
+                   {"Retry-After": str(retry_after)})

@@ -115,6 +115,12 @@ class SenderService:
         #: SPF and DMARC advice for a From Address (checks its settings now).
         self.domain_advisor = DomainAdvisor(config)
 
+    def domain_advice(self, from_address: str) -> list[str]:
+        """The From-domain advice sentences shown after a save and with a test or check
+        result; empty when the advice is off or the address has no domain to ask about."""
+        advice = self.domain_advisor.advise(from_address)
+        return list(advice.lines) if advice else []
+
     @functools.cached_property
     def mailer(self) -> Mailer:
         """The host-facing sending API (``send`` / ``send_many``) with its pool."""
