@@ -78,7 +78,31 @@ def _postgres_reachable() -> str | None:
     return None
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only: what the module tests does not depend on the database, "
+        "so its tests run on SQLite alone")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that needs a database runs on SQLite and PostgreSQL, but in modules
+    marked ``sqlite_only`` and tests that choose their own (``parametrize("database",
+    ..., indirect=True)``)."""
+    chosen = any("database" in _names(mark.args[0])
+                 for mark in metafunc.definition.iter_markers("parametrize"))
+    if "database" in metafunc.fixturenames and not chosen:
+        only = metafunc.definition.get_closest_marker("sqlite_only")
+        metafunc.parametrize("database", ["sqlite"] if only else ["sqlite", "postgresql"],
+                             indirect=True)
+
+
+def _names(argnames: str | list[str] | tuple[str, ...]) -> list[str]:
+    if isinstance(argnames, str):
+        return [name.strip() for name in argnames.split(",")]
+    return list(argnames)
+
+
+@pytest.fixture
 def database(request: pytest.FixtureRequest, tmp_path) -> Database:
     if request.param == "sqlite":
         yield Database("sqlite", f"sqlite:///{tmp_path / 'senders.db'}")

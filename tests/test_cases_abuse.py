@@ -14,7 +14,6 @@ from werkzeug.datastructures import MultiDict
 
 from flask_smtp_senders import SenderSettings, get_service
 from flask_smtp_senders.validation import MSG_REQUIRED
-from tests.conftest import Database
 from tests.smtp_servers import SERVER_NAME, RawTCPServer, RecordingServer, SilentServer
 from tests.test_cases_common import (
     CASE_CONFIG,
@@ -36,14 +35,11 @@ from tests.test_cases_common import (
     token_of,
 )
 
+pytestmark = pytest.mark.sqlite_only
+
 JSON = {"Accept": "application/json"}
 ATTACKER_NAME = "collector.attacker.test"
 SAVED_PASSWORD = "Saved-For-Legit-Only-Pa55"
-
-
-@pytest.fixture
-def database(tmp_path) -> Database:
-    return Database("sqlite", f"sqlite:///{tmp_path / 'senders.db'}")
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import pytest
 
 from flask_smtp_senders import InvalidSenderData, SenderSettings, get_service
 from flask_smtp_senders.validation import MSG_CONTROL, MSG_PORT, MSG_REQUIRED, MSG_SERVER
-from tests.conftest import Database
 from tests.test_cases_common import (
     CASE_CONFIG,
     PREFIX,
@@ -27,6 +26,8 @@ from tests.test_cases_common import (
     snapshot,
     token_of,
 )
+
+pytestmark = pytest.mark.sqlite_only
 
 CONTROL_VALUES = ["\r", "\n", "\r\n", "\x00"]
 
@@ -59,11 +60,6 @@ INVALID_SERVER_NAMES = [
     "a" * 254, ("a" * 62 + ".") * 4 + "com", "host.example.com\r\n", "host\r\n",
     "host\n", "ho\x00st",
 ]
-
-
-@pytest.fixture
-def database(tmp_path) -> Database:
-    return Database("sqlite", f"sqlite:///{tmp_path / 'senders.db'}")
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import pytest
 
 from flask_smtp_senders import SenderSettings, get_service
 from flask_smtp_senders.events import TestEmailFailed, TestEmailSent
-from tests.conftest import Database
 from tests.smtp_servers import SERVER_NAME, RecordingServer, SilentServer
 from tests.test_cases_common import (
     CASE_CONFIG,
@@ -36,6 +35,8 @@ from tests.test_cases_common import (
     token_of,
 )
 
+pytestmark = pytest.mark.sqlite_only
+
 PASSWORD = "Case-Transport-Pa55"
 USERS = {"alice": PASSWORD}
 STAGE_MESSAGES = {"connect": msg("connect_failed"), "tls": msg("tls_failed"),
@@ -44,11 +45,6 @@ STAGE_MESSAGES = {"connect": msg("connect_failed"), "tls": msg("tls_failed"),
                   "data": msg("data_failed"), "resolve": msg("resolve_failed")}
 #: The short limits of apps that wait on purpose (T: one operation, D: the whole exchange).
 QUICK = {"SMTP_SENDERS_OPERATION_TIMEOUT": 0.5, "SMTP_SENDERS_TIMEOUT": 2.0}
-
-
-@pytest.fixture
-def database(tmp_path) -> Database:
-    return Database("sqlite", f"sqlite:///{tmp_path / 'senders.db'}")
 
 
 @pytest.fixture

@@ -39,8 +39,9 @@ from flask_smtp_senders.tasks import (
     register_tasks,
     send_later,
 )
-from tests.conftest import Database
 from tests.smtp_servers import SERVER_NAME
+
+pytestmark = pytest.mark.sqlite_only
 
 BROKER_URL = os.environ.get("SMTP_SENDERS_TEST_AMQP_URL",
                             "amqp://guest:guest@127.0.0.1:5672//")
@@ -69,11 +70,6 @@ def broker_url() -> str:
             pytest.fail(f"RabbitMQ is not reachable at {where}: {problem}")
         pytest.skip(f"RabbitMQ is not reachable at {where}")
     return BROKER_URL
-
-
-@pytest.fixture
-def database(tmp_path) -> Database:
-    return Database("sqlite", f"sqlite:///{tmp_path / 'senders.db'}")
 
 
 class Host:

@@ -13,17 +13,13 @@ import pytest
 from flask_smtp_senders import InvalidSenderData, SenderSettings, hookimpl
 from flask_smtp_senders.config import DEFAULTS
 from flask_smtp_senders.destinations import DestinationPolicy
-from tests.conftest import Database
 from tests.smtp_servers import SERVER_NAME
+
+pytestmark = pytest.mark.sqlite_only
 
 REFUSED = DEFAULTS["SMTP_SENDERS_MSG_DESTINATION_REFUSED"]
 NEVER_SMTP = ["169.254.169.254", "fe80::1", "0.0.0.0", "::", "224.0.0.1", "255.255.255.255",
               "240.0.0.1", "::ffff:169.254.169.254", "ff02::1"]
-
-
-@pytest.fixture
-def database(tmp_path) -> Database:
-    return Database("sqlite", f"sqlite:///{tmp_path / 'senders.db'}")
 
 
 class Resolver:

@@ -22,7 +22,6 @@ from flask_smtp_senders import InvalidSenderData, SenderSettings, get_service, h
 from flask_smtp_senders.config import DEFAULTS
 from flask_smtp_senders.diagnostics import ADVICE_NAMES, LABELS, Diagnosis
 from flask_smtp_senders.events import ConnectionChecked
-from tests.conftest import Database
 from tests.smtp_servers import SERVER_NAME, RawTCPServer, RecordingServer, SilentServer
 from tests.test_cases_common import (
     CASE_CONFIG,
@@ -32,6 +31,9 @@ from tests.test_cases_common import (
     msg,
     secret_forms,
 )
+
+#: Diagnostics do not depend on the database: SQLite is enough.
+pytestmark = pytest.mark.sqlite_only
 
 PASSWORD = "Diag-Pa55word"
 USERS = {"alice": PASSWORD}
@@ -45,12 +47,6 @@ EXPIRES = datetime.datetime(2031, 5, 17, 12, 0, tzinfo=datetime.timezone.utc)
 def advice(name: str, **values: object) -> str:
     """The default text of ``SMTP_SENDERS_ADVICE_<NAME>``."""
     return DEFAULTS[f"SMTP_SENDERS_ADVICE_{name.upper()}"].format(**values)
-
-
-@pytest.fixture
-def database(tmp_path) -> Database:
-    """Diagnostics do not depend on the database: SQLite is enough."""
-    return Database("sqlite", f"sqlite:///{tmp_path / 'senders.db'}")
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from flask_smtp_senders import InvalidSenderData, SenderSettings, get_service
 from flask_smtp_senders.public import sender_tag
 from flask_smtp_senders.validation import SETTING_NAMES, validate_recipient, validate_settings
-from tests.conftest import Database
 from tests.smtp_servers import SERVER_NAME
 from tests.test_cases_common import (
     CASE_CONFIG,
@@ -31,6 +30,8 @@ from tests.test_cases_common import (
     stored_password,
     token_of,
 )
+
+pytestmark = pytest.mark.sqlite_only
 
 FUZZ_SETTINGS = settings(max_examples=60, deadline=None, database=None, print_blob=True,
                          suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -69,11 +70,6 @@ FIELDS = list(VALID)
 FUZZED = st.dictionaries(st.sampled_from(FIELDS),
                          st.one_of(st.none(), *[text_like(VALID[f]) for f in FIELDS]),
                          max_size=len(FIELDS))
-
-
-@pytest.fixture
-def database(tmp_path) -> Database:
-    return Database("sqlite", f"sqlite:///{tmp_path / 'senders.db'}")
 
 
 @pytest.fixture

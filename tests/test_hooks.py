@@ -9,15 +9,11 @@ import pytest
 
 from flask_smtp_senders import SenderSettings, events, hookimpl
 from flask_smtp_senders.hooks import make_plugin_manager
-from tests.conftest import Database
 from tests.smtp_servers import SERVER_NAME
 
+pytestmark = pytest.mark.sqlite_only
+
 PASSWORD = "Hook-Test-Pa55word"
-
-
-@pytest.fixture
-def database(tmp_path) -> Database:
-    return Database("sqlite", f"sqlite:///{tmp_path / 'senders.db'}")
 
 
 class Recorder:

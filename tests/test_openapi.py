@@ -19,8 +19,10 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from flask_smtp_senders.extension import api_prefix
-from tests.conftest import Database
 from tests.test_cases_common import Host
+
+#: SQLite only: routes and the served document do not depend on the database.
+pytestmark = pytest.mark.sqlite_only
 
 TOKEN = {"Authorization": "Bearer script"}  # the Host allows any caller
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -42,12 +44,6 @@ def operations(document: dict[str, Any] = DOCUMENT) -> dict[tuple[str, str], dic
     return {(path, method.upper()): item[method]
             for path, item in document["paths"].items()
             for method in METHODS if method in item}
-
-
-@pytest.fixture
-def database(tmp_path) -> Database:
-    """SQLite only: routes and the served document do not depend on the database."""
-    return Database("sqlite", f"sqlite:///{tmp_path / 'senders.db'}")
 
 
 @pytest.fixture

@@ -33,7 +33,6 @@ from flask_smtp_senders import (
 )
 from flask_smtp_senders.crypto import Secret
 from flask_smtp_senders.models import SenderRow
-from tests.conftest import Database
 from tests.smtp_servers import SERVER_NAME, RawTCPServer, server_context
 from tests.test_cases_common import (
     CASE_CONFIG,
@@ -48,15 +47,12 @@ from tests.test_cases_common import (
     token_of,
 )
 
+pytestmark = pytest.mark.sqlite_only
+
 PASSWORD = "Sw33p-Distinctive-Pa55"
 SECOND_PASSWORD = "Sw33p-Second-Pa55"
 USERNAME = "sweeper"
 JSON = {"Accept": "application/json"}
-
-
-@pytest.fixture
-def database(tmp_path) -> Database:
-    return Database("sqlite", f"sqlite:///{tmp_path / 'senders.db'}")
 
 
 class AuthEchoServer(RawTCPServer):

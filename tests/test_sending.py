@@ -11,13 +11,9 @@ from email.message import EmailMessage
 import pytest
 
 from flask_smtp_senders import DeliveryError, SenderNotFound, SenderSettings, events, hookimpl
-from tests.conftest import Database
 from tests.smtp_servers import SERVER_NAME
 
-
-@pytest.fixture
-def database(tmp_path) -> Database:
-    return Database("sqlite", f"sqlite:///{tmp_path / 'senders.db'}")
+pytestmark = pytest.mark.sqlite_only
 
 
 class Host:

@@ -11,8 +11,10 @@ import pytest
 
 from flask_smtp_senders import SenderSettings, hookimpl
 from flask_smtp_senders.config import DEFAULTS
-from tests.conftest import Database
 from tests.smtp_servers import SERVER_NAME
+
+#: Transport behaviour does not depend on the database: SQLite is enough here.
+pytestmark = pytest.mark.sqlite_only
 
 SUCCESS = "A test message was successfully sent to {}."
 AUTH_FAILED = ("Using the credentials you provided, we couldn't authenticate with your "
@@ -30,12 +32,6 @@ class Routes:
     @hookimpl
     def smtp_senders_resolve(self, server_name, port):
         return self.table.get(server_name, [])
-
-
-@pytest.fixture
-def database(tmp_path) -> Database:
-    """Transport behaviour does not depend on the database: SQLite is enough here."""
-    return Database("sqlite", f"sqlite:///{tmp_path / 'senders.db'}")
 
 
 @pytest.fixture
