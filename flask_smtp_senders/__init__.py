@@ -27,9 +27,10 @@ from .sending import SendResult
 from .service import CheckResult, SenderService, TestEmailResult
 from .store import Sender, SenderStore, SQLAlchemyStore, TestState
 from .transport import Security, security_for_port
-from .validation import SenderSettings, validate_settings
+from .validation import AddressRules, SenderSettings, validate_settings
 
 __all__ = [
+    "AddressRules",
     "AuditFailed",
     "CheckResult",
     "ConcurrentUpdate",

@@ -359,7 +359,7 @@ def _sender_body(required: tuple[str, ...], current: Sender | None = None
         else {name: "" for name in SETTING_NAMES if name != "port"}
     merged |= {name: value for name, value in values.items() if value is not None}
     try:
-        settings = validate_settings(**merged)
+        settings = validate_settings(**merged, rules=get_service().address_rules)
     except InvalidSenderData as exc:
         errors = exc.errors | errors  # a wrong type says more than the value check
     if "password" not in errors:
@@ -396,7 +396,7 @@ def _recipient(body: dict[str, Any]) -> str | None:
     if value is None or not value.strip(" \t"):
         return None
     try:
-        return validate_recipient(value)
+        return validate_recipient(value, get_service().address_rules)
     except InvalidSenderData as exc:
         raise _invalid(exc.errors) from None
 

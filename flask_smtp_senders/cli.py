@@ -140,7 +140,7 @@ def check(sender_id: int | None, recipient: str | None, as_json: bool) -> None:
     service = get_service()
     try:
         if recipient is not None and recipient.strip(" \t"):
-            recipient = validate_recipient(recipient)
+            recipient = validate_recipient(recipient, service.address_rules)
         else:
             recipient = None
         senders = ([service.get_sender(sender_id)] if sender_id is not None

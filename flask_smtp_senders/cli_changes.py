@@ -300,7 +300,7 @@ def _read_password(password_env: str | None, password_stdin: bool, as_json: bool
 def _validated(as_json: bool, values: dict[str, Any]) -> SenderSettings:
     """The settings by the field rules, checked before a password is asked for."""
     try:
-        return validate_settings(**values)
+        return validate_settings(**values, rules=get_service().address_rules)
     except InvalidSenderData as invalid:
         _invalid(invalid.errors, as_json)
 

@@ -19,7 +19,9 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_SENDERS_CA_FILE": None,
     #: Seconds one network operation (connect, one read, one write) may take.
     "SMTP_SENDERS_OPERATION_TIMEOUT": 5.0,
-    #: Seconds the whole exchange with the server may take, however the time is spent.
+    #: Seconds one exchange with the server may take, however the time is spent: Send
+    #: Test Email's or the check's whole session; in send/send_many, each message from
+    #: its turn to the server's final reply, the connect it needs included.
     "SMTP_SENDERS_TIMEOUT": 15.0,
     #: The name we give in EHLO; None means this machine's host name.
     "SMTP_SENDERS_EHLO_NAME": None,
@@ -34,6 +36,15 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_SENDERS_ALLOW_PRIVATE": True,
     #: Further networks (CIDR strings) senders may never connect to.
     "SMTP_SENDERS_DENIED_NETWORKS": [],
+    #: Accept addresses with a non-ASCII local part (RFC 6531), in From Address, Reply-To
+    #: Address and the test recipient. Off by default: such mail needs SMTPUTF8 from every
+    #: server on its way, and many do not offer it.
+    "SMTP_SENDERS_SMTPUTF8": False,
+    #: Accept addresses in on-premises domains (.local, .internal, .lan, .test,
+    #: .localdomain, .home.arpa, .corp, .home, single labels such as "relay"). Off by
+    #: default: such a domain means nothing outside its network, so it is usually a typo
+    #: or a From Address receivers cannot check.
+    "SMTP_SENDERS_ALLOW_INTERNAL_DOMAINS": False,
     #: How many test emails one administrator may send, and one sender may receive
     #: requests for, in a window (``limits`` notation, e.g. "5 per minute").
     "SMTP_SENDERS_TEST_EMAIL_RATE_LIMIT": "5 per minute",
@@ -146,6 +157,18 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_SENDERS_MSG_DATA_FAILED": "Your email server did not accept the message.",
     #: Shown when the server did not answer in time.
     "SMTP_SENDERS_MSG_TIMEOUT": "Your email server did not answer in time.",
+    #: Shown when a message needs SMTPUTF8 (a non-ASCII address, RFC 6531) and the server
+    #: does not offer it; nothing was sent.
+    "SMTP_SENDERS_MSG_SMTPUTF8_UNSUPPORTED": (
+        "Your email server does not accept internationalized email addresses (SMTPUTF8), "
+        "so this message could not be sent."
+    ),
+    #: Shown when a message has 8-bit headers and the server offers no 8BITMIME (a body
+    #: is re-encoded to 7-bit instead; headers cannot be); nothing was sent.
+    "SMTP_SENDERS_MSG_EIGHT_BIT_UNSUPPORTED": (
+        "Your email server accepts only 7-bit messages and this message cannot be written "
+        "in 7 bits, so it was not sent."
+    ),
     #: From-domain advice (shown on save and with the test diagnostics, never as errors).
     "SMTP_SENDERS_MSG_ADVICE_SPF_PUBLISHED": (
         "{domain} publishes an SPF record: make sure it lists this mail server."

@@ -276,6 +276,10 @@ class Trace:
         record.ok = False
         if record.name == "tls" and not timed_out:
             record.facts["Problem"] = tls_problem(exc)
+        refused = refused_greeting(exc)
+        if refused is not None:
+            record.facts["Greeting reply code"] = str(refused)
+            record.facts["Problem"] = f"The server refused the session in its greeting ({refused})"
         self._stop(record.name, advice_for(record.name, exc, timed_out=timed_out,
                                            starttls_port=self.starttls_port,
                                            greeting=self.greeting))
@@ -402,6 +406,14 @@ def certificate_facts(cert: Mapping[str, Any]) -> list[tuple[str, str]]:
     return facts
 
 
+def refused_greeting(exc: BaseException) -> int | None:
+    """The reply code of a greeting other than 220 that ended the exchange, if that is
+    what ``exc`` is (the transport raises smtplib's SMTPConnectError for it)."""
+    if isinstance(exc, smtplib.SMTPConnectError) and 100 <= exc.smtp_code <= 599:
+        return int(exc.smtp_code)
+    return None
+
+
 def tls_problem(exc: BaseException) -> str:
     """Our name for why TLS could not be set up."""
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -451,6 +463,9 @@ def advice_for(stage: str, exc: BaseException, *, timed_out: bool, starttls_port
         return "connection_refused" if isinstance(exc, ConnectionRefusedError) else (
             "connect_failed")
     if stage == "ehlo":
+        refused = refused_greeting(exc)
+        if refused is not None:  # 421: busy for now; 554: no SMTP service for us here
+            return "temporary" if 400 <= refused < 500 else "connect_failed"
         return "expects_tls" if no_smtp_greeting else "disconnected"
     if stage == "tls":
         return _tls_advice(tls_problem(exc), starttls_port, no_smtp_greeting)

@@ -27,7 +27,7 @@ import dns.resolver
 
 from .config import message
 from .errors import ConfigurationError
-from .validation import ascii_address
+from .validation import AddressRules, wire_address
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,15 @@ class DomainAdvisor:
                 "SMTP_SENDERS_DNS_TIMEOUT must be a positive number of seconds.")
 
     def advise(self, from_address: str) -> DomainAdvice | None:
-        """The advice for the address's domain; None when advice is switched off."""
+        """The advice for the address's domain; None when advice is switched off, or the
+        address is not one the app's address rules allow (saved under looser ones)."""
         if not self.enabled:
             return None
-        domain = ascii_address(from_address).rpartition("@")[2].lower()
+        try:
+            wire = wire_address(from_address, AddressRules.from_config(self._config))
+        except ValueError:
+            return None
+        domain = wire.rpartition("@")[2].lower()
         resolver = self._resolver()
         end = time.monotonic() + self._timeout
         spf = self._spf(resolver, domain, end)

@@ -96,6 +96,9 @@ class MessageSent(AuditEvent):
 class MessageFailed(AuditEvent):
     action = "message_failed"
     recipients: tuple[str, ...] = ()
+    #: Where it stopped: a ``transport.STAGES`` name, "password", "sender_not_found", or
+    #: "message" (the message cannot go as it is: no recipient, several Resent- blocks,
+    #: an address the app's address rules refuse).
     stage: str = ""
     outcome: str = "failure"
 

@@ -41,6 +41,9 @@ _STAGE_MESSAGES = {
     "recipient": "recipient_refused",
     "data": "data_failed",
     "timeout": "timeout",
+    # Not stages: why a message this server cannot take failed (transport.py's reasons).
+    "smtputf8": "smtputf8_unsupported",
+    "eight_bit": "eight_bit_unsupported",
 }
 
 

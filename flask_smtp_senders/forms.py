@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, SelectField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
@@ -17,6 +18,7 @@ from .errors import InvalidSenderData
 from .public import sender_tag, version_read
 from .validation import (
     SETTING_NAMES,
+    AddressRules,
     SenderSettings,
     validate_password,
     validate_recipient,
@@ -25,6 +27,11 @@ from .validation import (
 
 if TYPE_CHECKING:
     from .store import Sender
+
+
+def _rules() -> AddressRules:
+    """The addresses the app allows: its SMTPUTF8 and internal-domain settings."""
+    return AddressRules.from_config(current_app.config)
 
 
 class _Form(FlaskForm):
@@ -84,7 +91,7 @@ class SenderForm(_Versioned, _Form):
         ok = super().validate(extra_validators)
         values = {name: self[name].data or "" for name in SETTING_NAMES}
         try:
-            self.settings = validate_settings(**values)
+            self.settings = validate_settings(**values, rules=_rules())
         except InvalidSenderData as exc:
             self.add_errors(exc.errors)
             ok = False
@@ -108,7 +115,7 @@ class TestEmailForm(_Form):
     def validate(self, extra_validators: Any = None) -> bool:
         ok = super().validate(extra_validators)
         try:
-            self.recipient.data = validate_recipient(self.recipient.data or "")
+            self.recipient.data = validate_recipient(self.recipient.data or "", _rules())
         except InvalidSenderData as exc:
             self.add_errors(exc.errors)
             ok = False

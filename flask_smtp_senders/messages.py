@@ -14,14 +14,20 @@ from datetime import datetime, timezone
 from email.headerregistry import Address, BaseHeader
 from email.message import EmailMessage
 
-from .validation import SenderSettings, ascii_address
+from .validation import AddressRules, SenderSettings, wire_address
 
 POLICY = email.policy.SMTP
 MAX_LINE = POLICY.max_line_length or 78
 
 
-def address_header(name: str, address: str) -> Address:
-    return Address(display_name=name, addr_spec=ascii_address(address))
+def address_header(name: str, address: str, rules: AddressRules = AddressRules()) -> Address:
+    """An address in its wire form: the domain as its A-label; a non-ASCII local part
+    (only when ``rules`` allow SMTPUTF8) kept as the username, which the UTF-8 policy
+    writes as it is."""
+    local, _at, domain = wire_address(address, rules).rpartition("@")
+    if local.isascii():
+        return Address(display_name=name, addr_spec=f"{local}@{domain}")
+    return Address(display_name=name, username=local, domain=domain)
 
 
 class SenderHeaders:
@@ -35,13 +41,13 @@ class SenderHeaders:
     is (a line too long) is stored as the policy's header object instead.
     """
 
-    def __init__(self, settings: SenderSettings) -> None:
+    def __init__(self, settings: SenderSettings, rules: AddressRules = AddressRules()) -> None:
         self.from_ = _stored("From", address_header(settings.from_name,
-                                                    settings.from_address))
+                                                    settings.from_address, rules))
         self.reply_to = (_stored("Reply-To", address_header(settings.reply_to_name,
-                                                            settings.reply_to_address))
+                                                            settings.reply_to_address, rules))
                          if settings.reply_to_address else None)
-        self.envelope_from = ascii_address(settings.from_address)
+        self.envelope_from = wire_address(settings.from_address, rules)
         self.domain = self.envelope_from.rpartition("@")[2]
         self._date: tuple[int, str | BaseHeader | None] = (-1, None)
 
@@ -84,6 +90,8 @@ def _stored(name: str, value: str | Address) -> str | BaseHeader:
     if isinstance(value, str) and _written_as_is(name, value):
         return value  # a Date or a Message-ID we made: nothing to fold
     header = POLICY.header_factory(name, value)
+    if isinstance(value, Address) and not value.addr_spec.isascii():
+        return header  # SMTPUTF8: folded by the UTF-8 policy, never as an encoded word
     folded = header.fold(policy=POLICY)
     text = folded[len(name) + 2:-2]
     if folded == f"{name}: {text}\r\n" and _written_as_is(name, text):
@@ -101,11 +109,11 @@ def _written_as_is(name: str, text: str) -> bool:
 
 
 def build_test_message(settings: SenderSettings, recipient: str, subject: str,
-                       body: str) -> EmailMessage:
+                       body: str, rules: AddressRules = AddressRules()) -> EmailMessage:
     """The fixed test message: our subject and body, one recipient."""
     message = EmailMessage()
     message["Subject"] = subject
-    message["To"] = ascii_address(recipient)
-    SenderHeaders(settings).apply(message)
+    message["To"] = address_header("", recipient, rules)
+    SenderHeaders(settings, rules).apply(message)
     message.set_content(body)
     return message

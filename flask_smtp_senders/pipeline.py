@@ -45,12 +45,17 @@ class _Gone(smtplib.SMTPServerDisconnected):
 
 
 class _Unsendable(ValueError):
-    """An envelope that cannot be written as SMTP commands (none or a non-ASCII address, a
-    line break); ``stage`` says which part. The address is left out of the message."""
+    """A message that cannot be written to this server: an envelope that is not SMTP
+    commands (none or a bad address, a line break), an address needing SMTPUTF8 the
+    server lacks, 8-bit octets it cannot take; ``stage`` says which part, ``reason`` the
+    user message (a key of TransportOptions.messages) when it is not the stage's own. The
+    address is left out of the message."""
 
-    def __init__(self, stage: str) -> None:
-        super().__init__(f"a {stage} address cannot be written as an SMTP command")
+    def __init__(self, stage: str, reason: str | None = None) -> None:
+        super().__init__(f"the {stage} cannot be written to this server"
+                         + (f" ({reason})" if reason else ""))
         self.stage = stage
+        self.reason = reason
 
 
 # A plain dot-atom address, which smtplib.quoteaddr() would only put in angle brackets
@@ -60,23 +65,36 @@ _PLAIN_ADDRESS = re.compile(
     r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*")
 
 
-def _command_line(verb: str, address: str, stage: str) -> bytes:
-    quoted = f"<{address}>" if _PLAIN_ADDRESS.fullmatch(address) else smtplib.quoteaddr(address)
-    line = f"{verb}:{quoted}"
-    if "\r" in line or "\n" in line or not line.isascii():
+def _command_line(verb: str, address: str, stage: str, params: str = "",
+                  utf8: bool = False) -> bytes:
+    if not address.isprintable():  # quoteaddr() would drop a CR or LF: another address
         raise _Unsendable(stage)
-    return f"{line}\r\n".encode("ascii")
+    quoted = f"<{address}>" if _PLAIN_ADDRESS.fullmatch(address) else smtplib.quoteaddr(address)
+    line = f"{verb}:{quoted}{params}"
+    if "\r" in line or "\n" in line or not line.isprintable() or not (utf8 or line.isascii()):
+        raise _Unsendable(stage)
+    return f"{line}\r\n".encode("utf-8" if utf8 else "ascii")
 
 
-def _envelope_lines(from_addr: str, to_addrs: Sequence[str]) -> list[bytes]:
-    """MAIL, one RCPT per recipient and DATA, as the bytes smtplib's mail(), rcpt() and
-    docmd("DATA") write. Built before anything is sent, so a bad address never leaves a
-    half-written transaction behind."""
+def _envelope_lines(from_addr: str, to_addrs: Sequence[str],
+                    params: Sequence[str] = ()) -> list[bytes]:
+    """MAIL (with its ESMTP parameters), one RCPT per recipient and DATA, as the bytes
+    smtplib's mail(), rcpt() and docmd("DATA") write; UTF-8 addresses only with SMTPUTF8
+    among the parameters (RFC 6531). Built before anything is sent, so a bad address
+    never leaves a half-written transaction behind."""
     if not to_addrs:
         raise _Unsendable("recipient")
-    return [_command_line("mail FROM", from_addr, "sender"),
-            *(_command_line("rcpt TO", address, "recipient") for address in to_addrs),
+    utf8 = "SMTPUTF8" in params
+    mail_params = "".join(f" {param}" for param in params)
+    return [_command_line("mail FROM", from_addr, "sender", mail_params, utf8),
+            *(_command_line("rcpt TO", address, "recipient", "", utf8)
+              for address in to_addrs),
             b"DATA\r\n"]
+
+
+def non_ascii(addresses: Sequence[str]) -> bool:
+    """Whether an envelope needs SMTPUTF8 (RFC 6531): a non-ASCII address in it."""
+    return not all(address.isascii() for address in addresses)
 
 
 def _run_quietly(work: Callable[[], None]) -> None:
@@ -96,7 +114,13 @@ def _dot_stuff(data: bytes) -> bytes:
 
 
 class Outgoing(Protocol):
-    """What :meth:`Connection.send_pipelined` needs of an item (sending's envelopes fit)."""
+    """What :meth:`Connection.send_pipelined` needs of an item (sending's jobs fit).
+
+    Two members are optional: ``smtputf8`` (bool: the message needs SMTPUTF8, RFC 6531,
+    and ``data`` has UTF-8 headers; default: whether an envelope address is non-ASCII)
+    and ``seven_bit()`` (``data`` re-encoded to 7-bit for a server without 8BITMIME,
+    RFC 6152; without it such a server gets no 8-bit message).
+    """
 
     @property
     def from_addr(self) -> str: ...
@@ -124,6 +148,7 @@ class _Transaction(Generic[_I]):
     item: _I
     to_addrs: Sequence[str]
     lines: list[bytes] = field(default_factory=list)  # MAIL, RCPT..., DATA
+    data: bytes = b""  # the body as this server takes it (7-bit when it must be)
     stage: str = "sender"
     codes: list[int] = field(default_factory=list)  # the replies read so far, in order
     refused: dict[str, tuple[int, str]] = field(default_factory=dict)
@@ -165,6 +190,8 @@ class _MailTransactions:
     _smtp: _SMTP
     server: ServerAddress
     _secret: Secret
+    #: The deadline the connect began under, for the first message on this connection.
+    _reserved: Deadline | None = None
 
     @property
     def pipelining(self) -> bool:
@@ -199,6 +226,7 @@ class _MailTransactions:
                                  else self._failure(txn, exc, unknown=unknown))
             feed.waiting.clear()
         finally:
+            self._reserved = None  # a connect's deadline never reaches a later stream
             if feed.waiting:  # the caller stopped mid-stream: we are out of step for good
                 self._smtp.close()
         if feed.error is not None:
@@ -216,7 +244,7 @@ class _MailTransactions:
             outcome: Outcome | None = txn.outcome  # set: it could not even be written
             if outcome is None:
                 try:
-                    outcome = self._send_lockstep(txn, txn.item.data, while_waiting=pull_next)
+                    outcome = self._send_lockstep(txn, txn.data, while_waiting=pull_next)
                 except DeliveryError as failure:
                     outcome = failure
             feed.waiting.popleft()
@@ -274,7 +302,7 @@ class _MailTransactions:
     def _pipelined_body(self, txn: _Transaction[_T], feed: _Feed[_T]) -> Outcome:
         """Write the body together with the next item's envelope, let the caller prepare
         the item after that while the server works, then read the body's reply."""
-        group = _dot_stuff(txn.item.data)
+        group = _dot_stuff(txn.data)
         following = feed.waiting[1] if len(feed.waiting) > 1 else None
         if following is not None and following.outcome is None:
             following.in_flight = True
@@ -295,7 +323,8 @@ class _MailTransactions:
                        ) -> dict[str, tuple[int, str]]:
         """:meth:`send` for a transaction whose envelope is built."""
         smtp = self._smtp
-        smtp.deadline = deadline or self._fresh_deadline()
+        smtp.deadline = self._fresh_deadline() if deadline is None else deadline
+        self._reserved = None
 
         def command(line: bytes) -> tuple[int, bytes]:
             if trace is not None:
@@ -379,21 +408,56 @@ class _MailTransactions:
     def _begin(self, item: _T) -> _Transaction[_T]:
         txn = _Transaction(item, item.recipients)
         try:
-            txn.lines = _envelope_lines(item.from_addr, item.recipients)
+            smtputf8 = getattr(item, "smtputf8", None)
+            if smtputf8 is None:
+                smtputf8 = non_ascii([item.from_addr, *item.recipients])
+            txn.data, params = self._wire_terms(item.data, smtputf8,
+                                                getattr(item, "seven_bit", None))
+            txn.lines = _envelope_lines(item.from_addr, item.recipients, params)
         except _Unsendable as exc:
             txn.stage = exc.stage
             txn.outcome = self._failure(txn, exc)
         return txn
 
+    def _wire_terms(self, data: bytes, smtputf8: bool,
+                    seven_bit: Callable[[], bytes] | None) -> tuple[bytes, tuple[str, ...]]:
+        """The body and MAIL parameters for this server: SMTPUTF8 when the message needs
+        it (RFC 6531: none without the server's word), BODY=8BITMIME for 8-bit octets
+        when the server offers it (RFC 6152), else the 7-bit re-encoding, never raw 8-bit
+        octets to a server that did not ask for them."""
+        smtp = self._smtp
+        params: tuple[str, ...] = ()
+        if smtputf8:
+            if not smtp.has_extn("smtputf8"):
+                raise _Unsendable("sender", "smtputf8")
+            params = ("SMTPUTF8",)
+        if data.isascii():
+            return data, params
+        if smtputf8 or smtp.has_extn("8bitmime"):
+            return data, (*params, "BODY=8BITMIME")
+        data = seven_bit() if seven_bit is not None else data
+        if not data.isascii():  # 8-bit headers: no transfer encoding can carry those
+            raise _Unsendable("data", "eight_bit")
+        return data, params
+
     def _failure(self, txn: _Transaction[_I], exc: BaseException, *,
                  unknown: bool = False) -> DeliveryError:
         """The fixed DeliveryError for a message stopped by ``exc`` (logged, scrubbed)."""
         failure = _classify(self._smtp, txn.stage, exc, self.server, self._secret)
+        reason = getattr(exc, "reason", None)
+        if reason is not None and reason in self._smtp.options.messages:
+            failure = DeliveryError(failure.stage, self._smtp.options.messages[reason])
         failure.code = exc.smtp_code if isinstance(exc, _Refusal) else None
         failure.delivery_unknown = unknown
         return failure
 
     def _fresh_deadline(self) -> Deadline:
+        """The next message's deadline. The first message on a new connection keeps the
+        one its connect began under, so SMTP_SENDERS_TIMEOUT bounds the message's whole
+        exchange, the connect it needed included; later ones start their own."""
+        reserved, self._reserved = self._reserved, None
+        if reserved is not None:
+            return reserved
         options = self._smtp.options
         return Deadline(options.deadline, options.operation_timeout)
 

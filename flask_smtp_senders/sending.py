@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from typing import TYPE_CHECKING
 
 from flask import current_app
@@ -33,10 +33,10 @@ from .errors import (
     SenderNotFound,
 )
 from .events import MessageFailed, MessageSent
-from .fastmail import serialise
 from .messages import SenderHeaders, message_id
+from .outgoing import detached_copy, envelope_recipients, seven_bit_bytes, wire_bytes
 from .store import Sender
-from .validation import ascii_address
+from .validation import AddressRules
 
 if TYPE_CHECKING:
     from .service import SenderService
@@ -72,8 +72,10 @@ class _Route:
     secret: Secret = field(repr=False)
     headers: SenderHeaders = field(init=False, repr=False, compare=False)
 
+    rules: AddressRules = field(default=AddressRules(), repr=False)
+
     def __post_init__(self) -> None:
-        object.__setattr__(self, "headers", SenderHeaders(self.sender.settings))
+        object.__setattr__(self, "headers", SenderHeaders(self.sender.settings, self.rules))
 
     @property
     def key(self) -> tuple[int, int]:
@@ -96,6 +98,11 @@ class _Envelope:
     from_addr: str
     recipients: tuple[str, ...]
     data: bytes = field(repr=False)
+    #: A non-ASCII address somewhere: sent only with SMTPUTF8, ``data`` in UTF-8 headers.
+    smtputf8: bool = False
+    #: The prepared copy, kept while ``data`` has 8-bit octets and may have to be
+    #: re-encoded to 7-bit for a server without 8BITMIME.
+    message: Message | None = field(default=None, repr=False, compare=False)
 
 
 class ConnectionPool:
@@ -174,6 +181,7 @@ class Mailer:
         self._max_connections = int(config["SMTP_SENDERS_MAX_CONNECTIONS"])
         self._retries = int(config["SMTP_SENDERS_SEND_RETRIES"])
         self._backoff = float(config["SMTP_SENDERS_RETRY_BACKOFF"])
+        self._rules = AddressRules.from_config(config)
         self._lock = threading.Lock()
         self._routes: dict[int, _Route] = {}
         self._gone: set[int] = set()
@@ -201,7 +209,7 @@ class Mailer:
         items = list(messages)
         try:
             self._refresh(sender_id)
-        except PasswordUnreadable as unusable:  # nothing can go: each message says why
+        except (PasswordUnreadable, InvalidSenderData) as unusable:  # nothing can go
             return self._refuse_all(sender_id, len(items), unusable)
         envelopes: list[_Envelope | None] = [None] * len(items)
         results: list[SendResult | None] = [None] * len(items)
@@ -267,8 +275,9 @@ class Mailer:
         return int(sender)
 
     def _refuse_all(self, sender_id: int, count: int,
-                    error: PasswordUnreadable) -> list[SendResult]:
-        """One failed, audited result per message, when the password cannot be used."""
+                    error: PasswordUnreadable | InvalidSenderData) -> list[SendResult]:
+        """One failed, audited result per message, when the password (or a saved address)
+        cannot be used."""
         results = [SendResult(None, error=error) for _ in range(count)]
         actor = self._service.hooks.smtp_senders_actor()
         for result in results:
@@ -292,7 +301,10 @@ class Mailer:
                 self._routes.pop(sender_id, None)
             self.pool.forget(sender_id)
             raise
-        route = _Route(sender, secret)
+        try:
+            route = _Route(sender, secret, self._rules)
+        except ValueError as exc:  # a saved address the app's address rules now refuse
+            raise InvalidSenderData({"from_address": str(exc)}) from None
         if cached is not None:
             self.pool.forget(sender_id)
         with self._lock:
@@ -313,21 +325,18 @@ class Mailer:
                 self._gone.add(sender_id)
             raise
 
-    def _prepare(self, message: EmailMessage, route: _Route) -> _Envelope:
+    def _prepare(self, message: Message, route: _Route) -> _Envelope:
+        """The message as it goes on the wire, made from a copy: the caller's object is
+        never changed (outgoing.py says what the copy gets)."""
+        message = detached_copy(message)
         route.headers.apply(message)
         self._service.hooks.smtp_senders_prepare_message(
             message=message, sender=route.sender, purpose="notification")
-        recipients = tuple(
-            ascii_address(address.addr_spec)
-            for name in ("To", "Cc", "Bcc")
-            for header in message.get_all(name, [])
-            for address in header.addresses
-        )
-        if not recipients:
-            raise InvalidSenderData({"recipients": "The message has no recipient."})
-        del message["Bcc"]
-        return _Envelope(route.sender.version, message_id(message),
-                         route.headers.envelope_from, recipients, serialise(message))
+        recipients = envelope_recipients(message, self._rules)
+        from_addr = route.headers.envelope_from
+        data, smtputf8 = wire_bytes(message, (from_addr, *recipients), self._rules)
+        return _Envelope(route.sender.version, message_id(message), from_addr, recipients,
+                         data, smtputf8, None if smtputf8 or data.isascii() else message)
 
     def _audit(self, actor: str | None, sender_id: int, envelope: _Envelope | None,
                result: SendResult) -> None:
@@ -336,7 +345,9 @@ class Mailer:
                 actor=actor, sender_id=sender_id, recipients=result.accepted,
                 refused=tuple(result.refused))
         else:
-            stage = getattr(result.error, "stage", "sender_not_found")
+            error = result.error
+            stage = getattr(error, "stage", None) or (
+                "sender_not_found" if isinstance(error, SenderNotFound) else "message")
             event = MessageFailed(actor=actor, sender_id=sender_id,
                                   recipients=envelope.recipients if envelope else (),
                                   stage=stage)
@@ -365,6 +376,14 @@ class _Job:
     @property
     def data(self) -> bytes:
         return self.envelope.data
+
+    @property
+    def smtputf8(self) -> bool:
+        return self.envelope.smtputf8
+
+    def seven_bit(self) -> bytes:
+        message = self.envelope.message
+        return self.data if message is None else seven_bit_bytes(message)
 
 
 class _Worker:
@@ -406,7 +425,7 @@ class _Worker:
         while (job := self._next()) is not None:
             try:
                 route = self._mailer._route(self._sender_id)
-            except (SenderNotFound, PasswordUnreadable) as unusable:
+            except (SenderNotFound, PasswordUnreadable, InvalidSenderData) as unusable:
                 self._finish(job, error=unusable)
                 continue
             if job.envelope.version != route.sender.version:  # never old headers, new server

@@ -42,15 +42,16 @@ from .events import (
     TestEmailFailed,
     TestEmailSent,
 )
-from .fastmail import serialise
 from .messages import build_test_message
+from .outgoing import seven_bit_bytes, wire_bytes
 from .store import Sender, SenderStore, destination
 from .validation import (
+    AddressRules,
     SenderSettings,
-    ascii_address,
     validate_password,
     validate_recipient,
     validate_settings,
+    wire_address,
 )
 
 if TYPE_CHECKING:
@@ -114,6 +115,12 @@ class SenderService:
         self.transport_options = options
         #: SPF and DMARC advice for a From Address (checks its settings now).
         self.domain_advisor = DomainAdvisor(config)
+
+    @property
+    def address_rules(self) -> AddressRules:
+        """The addresses this app allows (SMTP_SENDERS_SMTPUTF8,
+        SMTP_SENDERS_ALLOW_INTERNAL_DOMAINS), read from the config at each use."""
+        return AddressRules.from_config(self.config)
 
     def domain_advice(self, from_address: str) -> list[str]:
         """The From-domain advice sentences shown after a save and with a test or check
@@ -205,7 +212,7 @@ class SenderService:
     def _validated(self, settings: SenderSettings) -> SenderSettings:
         """Field rules, plus the destination policy for a Server Name that is an address
         (a name is checked each time it is resolved, at send time)."""
-        settings = validate_settings(**asdict(settings))
+        settings = validate_settings(**asdict(settings), rules=self.address_rules)
         try:
             ipaddress.ip_address(settings.server_name)
         except ValueError:
@@ -310,7 +317,7 @@ class SenderService:
         Raises InvalidSenderData for a bad recipient and SenderNotFound for a missing
         sender; every failure of the send itself is a result, recorded and audited.
         """
-        recipient = validate_recipient(recipient)
+        recipient = validate_recipient(recipient, self.address_rules)
         sender = self.store.get(sender_id)
         actor = self._actor()
         trace = Trace()
@@ -368,19 +375,28 @@ class SenderService:
     def _deliver_test(self, sender: Sender, recipient: str, trace: Trace | None = None) -> None:
         secret = self.secret_for(sender)
         settings = sender.settings
+        rules = self.address_rules
+        from_address = _saved_wire_address("From Address", settings.from_address, rules)
+        if settings.reply_to_address:  # checked as the From Address is, before connecting
+            _saved_wire_address("Reply-To Address", settings.reply_to_address, rules)
+        to_address = wire_address(recipient, rules)
         test_message = build_test_message(
             settings, recipient,
             message(self.config, "test_subject"), message(self.config, "test_body"),
+            rules=rules,
         )
         self.hooks.smtp_senders_prepare_message(message=test_message, sender=sender,
                                                 purpose="test")
-        data = serialise(test_message)
+        try:  # what the hook added is checked as the sending API checks a host's message
+            data, utf8 = wire_bytes(test_message, (from_address, to_address), rules)
+        except InvalidSenderData as invalid:
+            raise DeliveryError("data", message(self.config, "data_failed")) from invalid
         options = self.transport_options
         deadline = transport.Deadline(options.deadline, options.operation_timeout)
         with transport.connect(sender.server, secret, options, deadline,
                                trace) as connection:
-            connection.send(ascii_address(settings.from_address), [ascii_address(recipient)],
-                            data, deadline, trace=trace)
+            connection.send(from_address, [to_address], data, deadline, trace=trace,
+                            smtputf8=utf8, seven_bit=lambda: seven_bit_bytes(test_message))
 
     # -- connection check -----------------------------------------------------------
 
@@ -397,7 +413,7 @@ class SenderService:
         check``. It never marks the sender tested: passing it says nothing about DATA.
         """
         if recipient is not None and recipient.strip(" \t"):
-            recipient = validate_recipient(recipient)
+            recipient = validate_recipient(recipient, self.address_rules)
         else:
             recipient = None
         sender = self.store.get(sender_id)
@@ -437,8 +453,9 @@ class SenderService:
 
     def _probe(self, sender: Sender, recipient: str | None, trace: Trace) -> None:
         secret = self._check_secret(sender)
-        from_address = ascii_address(sender.settings.from_address)
-        to_address = ascii_address(recipient) if recipient else from_address
+        rules = self.address_rules
+        from_address = _saved_wire_address("From Address", sender.settings.from_address, rules)
+        to_address = wire_address(recipient, rules) if recipient else from_address
         options = self.transport_options
         deadline = transport.Deadline(options.deadline, options.operation_timeout)
         with transport.connect(sender.server, secret, options, deadline,
@@ -449,3 +466,12 @@ class SenderService:
         """The password for the connection check: its only read of the stored one, the
         same guarded read Send Test Email uses."""
         return self.secret_for(sender)
+
+
+def _saved_wire_address(label: str, address: str, rules: AddressRules) -> str:
+    """The wire form of a saved address; one saved before the app's address rules were
+    tightened fails the send before anything is sent, its reason naming the setting."""
+    try:
+        return wire_address(address, rules)
+    except ValueError as exc:
+        raise DeliveryError("sender", f"{label}: {exc}") from None

@@ -159,8 +159,30 @@ class _DeadlineReader:
 
 
 class CredentialsRejected(smtplib.SMTPResponseException):
-    """535: stops smtplib's login() from retrying the same password with another mechanism
-    (it only moves on after SMTPAuthenticationError)."""
+    """AUTH answered 535: the server refused the Username or Password."""
+
+
+#: The AUTH mechanisms we speak, most preferred first (smtplib's and aiosmtplib's order).
+AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")
+#: At most this many 334 challenges in one AUTH exchange (smtplib allows as many).
+MAX_CHALLENGES = 5
+
+
+def _auth_answer(mechanism: str, challenge_number: int, challenge: bytes, username: str,
+                 password: str) -> str | None:
+    """Our base64 answer to the nth 334 of an exchange; None when the mechanism has none.
+
+    LOGIN goes by the count, never by the challenge text ("Username:" is only a custom):
+    the first 334 gets the username, the second the password. CRAM-MD5 (RFC 2195) answers
+    its one challenge with ``user hexdigest``. PLAIN sent everything in its AUTH line.
+    """
+    if mechanism == "LOGIN" and challenge_number <= 2:
+        return _b64(username if challenge_number == 1 else password)
+    if mechanism == "CRAM-MD5" and challenge_number == 1:
+        digest = hmac.new(password.encode("utf-8"), base64.b64decode(challenge, validate=True),
+                          "md5").hexdigest()
+        return _b64(f"{username} {digest}")
+    return None
 
 
 class _SMTP(smtplib.SMTP):
@@ -181,7 +203,8 @@ class _SMTP(smtplib.SMTP):
     def connect(self, host: str = "localhost", port: int = 0,
                 source_address: tuple[str, int] | None = None) -> tuple[int, bytes]:
         """smtplib's connect(), with the server's greeting read in the ehlo stage (on an
-        SMTPS port it comes after TLS)."""
+        SMTPS port it comes after TLS) and judged: anything but 220 ends the session
+        (RFC 5321 s3.1) with no EHLO, credentials or message, as a failure to connect."""
         if source_address:
             self.source_address = source_address
         sys.audit("smtplib.connect", self, host, port)
@@ -190,7 +213,23 @@ class _SMTP(smtplib.SMTP):
         with self.trace.stage("ehlo"):
             code, reply = self.getreply()
             self.trace.greeted(code)
+            if code != 220:
+                self.stage = "connect"
+                if code == 554:  # "no SMTP service here": the client should QUIT
+                    self._quit_quietly()
+                self.close()  # after a 421 (or anything else) the server is leaving
+                raise smtplib.SMTPConnectError(code, reply)
         return code, reply
+
+    def _quit_quietly(self) -> None:
+        """QUIT within the deadline, best effort: how it goes is not what failed."""
+        tripped = self.deadline.tripped
+        try:
+            self.docmd("QUIT")
+        except (smtplib.SMTPException, OSError):
+            pass
+        finally:
+            self.deadline.tripped = tripped
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         self.stage = "connect"
@@ -226,33 +265,48 @@ class _SMTP(smtplib.SMTP):
                 self.deadline.tripped = True
             raise
 
-    def auth(self, mechanism, authobject, *, initial_response_ok=True):  # type: ignore[no-untyped-def]
-        """smtplib's AUTH loop with UTF-8 instead of ASCII (RFC 4616), so any password works."""
-        mechanism = mechanism.upper()
-        self.trace.fact("Mechanism", mechanism)  # one of smtplib's, never the server's text
-        initial = authobject() if initial_response_ok else None
-        if initial is not None:
-            code, resp = self.docmd("AUTH", f"{mechanism} {_b64(initial)}")
+    def sign_in(self, username: str, password: str) -> None:
+        """One AUTH exchange with the mechanism we prefer among those offered.
+
+        Ours rather than smtplib's login(): that one retries the same password with every
+        other mechanism after any refusal, and its helpers differ between the Python
+        versions we support. Only a 504 (mechanism not recognised) moves on to the next
+        mechanism. Credentials are UTF-8 (RFC 4616), so any password works.
+        """
+        if not self.has_extn("auth"):
+            raise smtplib.SMTPNotSupportedError("the server does not offer AUTH")
+        offered = self.esmtp_features["auth"].upper().split()
+        mechanisms = [m for m in AUTH_PREFERENCE if m in offered]
+        if not mechanisms:
+            raise smtplib.SMTPException("no AUTH mechanism we support is offered")
+        for mechanism in mechanisms:
+            code, reply = self._auth_exchange(mechanism, username, password)
+            if code != 504:
+                break
+        self.trace.fact("Reply code", str(int(code)))
+        if code in (235, 503):  # 503: already signed in
+            return
+        if code == 535:
+            raise CredentialsRejected(code, reply)
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+    def _auth_exchange(self, mechanism: str, username: str,
+                       password: str) -> tuple[int, bytes]:
+        """AUTH with ``mechanism`` and its 334 rounds; the final reply."""
+        self.trace.fact("Mechanism", mechanism)  # one of ours, never the server's text
+        if mechanism == "PLAIN":  # RFC 4616, as an initial response (RFC 4954)
+            code, reply = self.docmd("AUTH", "PLAIN " + _b64(f"\0{username}\0{password}"))
         else:
-            code, resp = self.docmd("AUTH", mechanism)
+            code, reply = self.docmd("AUTH", mechanism)
         challenges = 0
         while code == 334:
             challenges += 1
-            if challenges > smtplib._MAXCHALLENGE:
-                raise smtplib.SMTPException("server AUTH mechanism loops")
-            code, resp = self.docmd(_b64(authobject(base64.decodebytes(resp))))
-        self.trace.fact("Reply code", str(int(code)))
-        if code in (235, 503):
-            return code, resp
-        if code == 535:  # the credentials are wrong: trying the next mechanism won't help
-            raise CredentialsRejected(code, resp)
-        raise smtplib.SMTPAuthenticationError(code, resp)
-
-    def auth_cram_md5(self, challenge=None):  # type: ignore[no-untyped-def]
-        if challenge is None:
-            return None
-        digest = hmac.HMAC(self.password.encode("utf-8"), challenge, "md5").hexdigest()
-        return f"{self.user} {digest}"
+            answer = (_auth_answer(mechanism, challenges, reply, username, password)
+                      if challenges <= MAX_CHALLENGES else None)
+            if answer is None:  # a challenge more than the mechanism has: a failure
+                raise smtplib.SMTPAuthenticationError(code, reply)
+            code, reply = self.docmd(answer)
+        return code, reply
 
     @property
     def encrypted(self) -> bool:
@@ -322,7 +376,7 @@ def _authenticate(smtp: _SMTP, username: str, secret: Secret) -> None:
         smtp.stage = "tls"
         raise smtplib.SMTPNotSupportedError("refusing to authenticate in clear")
     with smtp.trace.stage("auth"):
-        smtp.login(username, secret.reveal())
+        smtp.sign_in(username, secret.reveal())
 
 
 def _destination_allowed(options: TransportOptions, server: ServerAddress,
@@ -342,7 +396,7 @@ def _open(smtp: _SMTP, addresses: list[str], port: int) -> None:
         try:
             smtp.connect(address, port)
             return
-        except ssl.SSLError:
+        except (ssl.SSLError, smtplib.SMTPConnectError):  # TLS, or the greeting, refused
             raise
         except OSError as exc:
             if smtp.deadline.tripped or smtp.stage == "tls":

@@ -39,6 +39,8 @@ from .pipeline import (
     _envelope_lines,
     _MailTransactions,
     _Transaction,
+    _Unsendable,
+    non_ascii,
 )
 from .smtp_session import (
     _SMTP,
@@ -92,8 +94,14 @@ class Connection(_MailTransactions):
     def send(self, from_addr: str, to_addrs: Sequence[str], data: bytes,
              deadline: Deadline | None = None,
              while_waiting: Callable[[], None] | None = None,
-             trace: Trace | None = None) -> dict[str, tuple[int, str]]:
+             trace: Trace | None = None, *, smtputf8: bool | None = None,
+             seven_bit: Callable[[], bytes] | None = None) -> dict[str, tuple[int, str]]:
         """Send one message serialised with CRLF line endings.
+
+        ``smtputf8`` (default: whether an address is non-ASCII) asks for SMTPUTF8 (RFC
+        6531), which the server must offer; 8-bit ``data`` goes with BODY=8BITMIME when
+        the server offers it, else as ``seven_bit()`` returns it (RFC 6152), and fails at
+        stage data when there is no 7-bit form.
 
         Returns the recipients the server refused while it accepted others (with the
         reply code and text). ``while_waiting`` runs after DATA is written and before its
@@ -103,7 +111,18 @@ class Connection(_MailTransactions):
         False). Raises ValueError, before writing anything, for an address that cannot
         be written as an SMTP command. ``trace`` records MAIL FROM, RCPT TO and DATA.
         """
-        txn = _Transaction(None, to_addrs, _envelope_lines(from_addr, to_addrs))
+        if smtputf8 is None:
+            smtputf8 = non_ascii([from_addr, *to_addrs])
+        txn: _Transaction[None] = _Transaction(None, to_addrs)
+        with self._tracing(trace or NO_TRACE):
+            try:
+                data, params = self._wire_terms(data, smtputf8, seven_bit)
+                txn.lines = _envelope_lines(from_addr, to_addrs, params)
+            except _Unsendable as exc:
+                if exc.reason is None:  # not SMTP at all: the caller's mistake
+                    raise
+                txn.stage = exc.stage
+                raise self._failure(txn, exc) from None
         if trace is None:
             return self._send_lockstep(txn, data, deadline, while_waiting)
         with self._tracing(trace):
@@ -117,11 +136,23 @@ class Connection(_MailTransactions):
         Raises DeliveryError as send() does (stage sender or recipient). RSET and QUIT are
         best effort (the trace's reset stage says how they went); the session ends.
         """
-        txn = _Transaction(None, to_addrs, _envelope_lines(from_addr, to_addrs))
+        params = ("SMTPUTF8",) if non_ascii([from_addr, *to_addrs]) else ()
+        txn: _Transaction[None] = _Transaction(None, to_addrs)
+        try:
+            if params and not self._smtp.has_extn("smtputf8"):
+                raise _Unsendable("sender", "smtputf8")
+            txn.lines = _envelope_lines(from_addr, to_addrs, params)
+        except _Unsendable as exc:
+            if exc.reason is None:
+                raise
+            txn.stage = exc.stage
+            with self._tracing(trace or NO_TRACE):
+                raise self._failure(txn, exc) from None
         data_line = txn.lines[-1]
         tracer = NO_TRACE if trace is None else trace
         smtp = self._smtp
-        smtp.deadline = deadline or self._fresh_deadline()
+        smtp.deadline = self._fresh_deadline() if deadline is None else deadline
+        self._reserved = None
 
         def command(line: bytes) -> tuple[int, bytes]:
             if line is data_line:  # never written
@@ -210,4 +241,6 @@ def connect(server: ServerAddress, secret: Secret, options: TransportOptions,
     smtp = open_session(server, secret, options, deadline,
                         NO_TRACE if trace is None else trace)
     smtp.trace = NO_TRACE  # later sends report to the trace they are given, if any
-    return Connection(smtp, server, secret)
+    connection = Connection(smtp, server, secret)
+    connection._reserved = deadline  # the first message's exchange includes this connect
+    return connection

@@ -1,8 +1,10 @@
 """The rules every sender field obeys, shared by the forms and the Python API.
 
 Values that reach an SMTP command or a mail header never hold CR, LF, NUL or any other
-control character; addresses go through email-validator (never ``parseaddr``), with no
-SMTPUTF8: a non-ASCII local part is refused and an IDN domain is punycoded on the wire.
+control character; addresses go through email-validator (never ``parseaddr``). By default
+a non-ASCII local part and an on-premises domain are refused, each with an error naming
+the setting that allows it (:class:`AddressRules`); an IDN domain goes on the wire as its
+IDNA 2008 A-label (:func:`wire_address`).
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
+import idna
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from .errors import InvalidSenderData
 
@@ -30,6 +36,19 @@ MSG_REQUIRED = "This field is required."
 MSG_CONTROL = "Must not contain line breaks or other control characters."
 MSG_PORT = "Enter a port number from 1 to 65535."
 MSG_SERVER = "Enter a host name or IP address, without a scheme, a port or spaces."
+MSG_INVALID_ADDRESS = "Enter a valid email address."
+MSG_DOMAIN = f"{MSG_INVALID_ADDRESS} The part after the @-sign is not a valid domain name."
+MSG_INTERNAL = ("{domain} is an internal domain. To send from or to internal domains, set "
+                "SMTP_SENDERS_ALLOW_INTERNAL_DOMAINS = True.")
+MSG_SMTPUTF8 = ("The part before the @-sign ({local}) is not ASCII: such an address needs "
+                "SMTPUTF8 (RFC 6531); to allow it set SMTP_SENDERS_SMTPUTF8 = True.")
+
+#: Domains that exist only inside a network (RFC 6761, RFC 6762, RFC 8375, ICANN's
+#: .internal, and the customary .lan, .localdomain, .corp, .home), and any single label.
+INTERNAL_SUFFIXES = ("local", "internal", "lan", "test", "localdomain", "home.arpa", "corp",
+                     "home")
+#: The domain a local part is checked against when email-validator cannot judge the real one.
+_STAND_IN_DOMAIN = "example.com"
 
 
 def too_long(limit: int) -> str:
@@ -52,6 +71,25 @@ class SenderSettings:
 SETTING_NAMES = tuple(f.name for f in fields(SenderSettings))
 
 
+@dataclass(frozen=True)
+class AddressRules:
+    """Which addresses beyond public, ASCII-local-part ones the host allows. Both are off
+    by default: each only works with some mail servers, so a host opts in knowingly."""
+
+    #: Accept a non-ASCII local part (RFC 6531): only servers offering SMTPUTF8 take it.
+    smtputf8: bool = False
+    #: Accept on-premises domains (INTERNAL_SUFFIXES, single labels): mail to or from them
+    #: only works inside the network that knows them.
+    internal_domains: bool = False
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> AddressRules:
+        """The rules SMTP_SENDERS_SMTPUTF8 and SMTP_SENDERS_ALLOW_INTERNAL_DOMAINS set."""
+        return cls(smtputf8=bool(config.get("SMTP_SENDERS_SMTPUTF8", False)),
+                   internal_domains=bool(config.get("SMTP_SENDERS_ALLOW_INTERNAL_DOMAINS",
+                                                    False)))
+
+
 def check_text(value: str, limit: int) -> str | None:
     """The error for a single-line text value, or None when it is fine."""
     if _CONTROL.search(value):
@@ -61,26 +99,133 @@ def check_text(value: str, limit: int) -> str | None:
     return None
 
 
-def normalise_address(value: str) -> str:
-    """A valid address in its normalised form; raises ValueError with a readable reason."""
+def normalise_address(value: str, rules: AddressRules = AddressRules()) -> str:
+    """A valid address in its normalised form (the one stored); raises ValueError with a
+    readable reason."""
+    return _address_forms(value, rules)[0]
+
+
+@functools.lru_cache(maxsize=4096)
+def wire_address(value: str, rules: AddressRules = AddressRules()) -> str:
+    """The addr-spec for MAIL FROM, RCPT TO and address headers: the local part and an
+    all-ASCII domain exactly as given, a non-ASCII domain as its IDNA 2008 A-label (never
+    the stdlib "idna" codec: IDNA 2003 drops ZWNJ). Raises ValueError with a readable
+    reason for an address ``rules`` do not allow."""
+    return _address_forms(value, rules)[1]
+
+
+def needs_smtputf8(wire: str) -> bool:
+    """Whether a :func:`wire_address` result needs SMTPUTF8 (a non-ASCII local part)."""
+    return not wire.isascii()
+
+
+def ascii_address(value: str) -> str:
+    """:func:`wire_address` with the default rules (its name before AddressRules)."""
+    return wire_address(value)
+
+
+def _address_forms(value: str, rules: AddressRules) -> tuple[str, str]:
+    """(normalised, wire) forms of a valid address; raises ValueError otherwise."""
     if _CONTROL.search(value):
         raise ValueError(MSG_CONTROL)
     if len(value) > MAX_ADDRESS:
         raise ValueError(too_long(MAX_ADDRESS))
+    local, at, domain = value.rpartition("@")
+    internal = _internal_domain(domain) if at else None
+    if internal is not None:
+        unicode_domain, ascii_domain = internal
+        local_part = _local_part(local, rules)
+        if not rules.internal_domains:
+            raise ValueError(MSG_INTERNAL.format(domain=domain))
+        if len(f"{local}@{ascii_domain}") > MAX_ADDRESS:
+            raise ValueError(too_long(MAX_ADDRESS))
+        return (f"{local_part}@{unicode_domain}",
+                f"{local}@{domain if domain.isascii() else ascii_domain}")
     try:
-        return validate_email(
-            value, allow_smtputf8=False, check_deliverability=False, allow_display_name=False
-        ).normalized
+        valid = validate_email(value, allow_smtputf8=rules.smtputf8,
+                               check_deliverability=False, allow_display_name=False)
     except EmailNotValidError as exc:
-        raise ValueError(f"Enter a valid email address. {exc}") from None
+        reason = f"{MSG_INVALID_ADDRESS} {exc}"
+    else:
+        return valid.normalized, f"{local}@{domain if domain.isascii() else valid.ascii_domain}"
+    if at:
+        a_labels = _a_label_domain(domain)
+        if a_labels or not local.isascii():
+            _local_part(local, rules)  # names SMTP_SENDERS_SMTPUTF8 when that is what is missing
+        if a_labels:  # valid IDNA 2008 that email-validator refuses: kept exactly as given
+            return value, value
+    raise ValueError(reason)
 
 
-@functools.lru_cache(maxsize=4096)
-def ascii_address(value: str) -> str:
-    """The address as it goes on the wire: the domain in punycode."""
-    return validate_email(
-        value, allow_smtputf8=False, check_deliverability=False
-    ).ascii_email or value
+def _local_part(local: str, rules: AddressRules) -> str:
+    """The normalised local part, checked by email-validator against a stand-in domain
+    (for a domain it cannot judge, or to tell whether SMTPUTF8 is what is missing)."""
+    try:
+        return validate_email(f"{local}@{_STAND_IN_DOMAIN}", allow_smtputf8=rules.smtputf8,
+                              check_deliverability=False, allow_display_name=False).local_part
+    except EmailNotValidError as exc:
+        if not rules.smtputf8 and not local.isascii():
+            try:
+                _local_part(local, AddressRules(smtputf8=True))
+            except ValueError:
+                pass
+            else:
+                raise ValueError(MSG_SMTPUTF8.format(local=local)) from None
+        raise ValueError(f"{MSG_INVALID_ADDRESS} {exc}") from None
+
+
+def _internal_domain(domain: str) -> tuple[str, str] | None:
+    """(normalised, A-label) forms of an on-premises domain, None for any other; raises
+    ValueError for a malformed one. Checked here, not by email-validator, which refuses
+    .local and .test whatever it is told."""
+    try:
+        mapped = (domain.lower() if domain.isascii()
+                  else idna.uts46_remap(domain, std3_rules=False, transitional=False))
+    except UnicodeError:  # idna.IDNAError: not a domain; email-validator says why
+        return None
+    if not mapped or ("." in mapped and not any(
+            mapped == suffix or mapped.endswith("." + suffix) for suffix in INTERNAL_SUFFIXES)):
+        return None
+    try:
+        ascii_domain = ".".join(idna.alabel(label).decode("ascii")
+                                for label in mapped.split("."))
+        unicode_domain = idna.decode(ascii_domain)
+        _check_bidi(unicode_domain)
+    except UnicodeError:
+        raise ValueError(MSG_DOMAIN) from None
+    labels = ascii_domain.split(".")
+    if (len(ascii_domain) > MAX_SERVER_NAME or labels[-1].isdigit()
+            or not all(_LABEL.match(label) for label in labels)):
+        raise ValueError(MSG_DOMAIN)
+    return unicode_domain, ascii_domain
+
+
+def _a_label_domain(domain: str) -> bool:
+    """Whether ``domain`` is all ASCII, holds an A-label, passes email-validator's other
+    domain checks, and every label is valid IDNA 2008 (CONTEXTJ included): email-validator
+    refuses a U-label with ZWJ or ZWNJ even where RFC 5892 allows them (Persian, Indic)."""
+    lower = domain.lower()
+    if not domain.isascii() or "xn--" not in lower or len(domain) > MAX_SERVER_NAME:
+        return False
+    labels = domain.split(".")
+    if (len(labels) < 2 or not labels[-1][-1:].isalpha()
+            or not all(_LABEL.match(label) for label in labels)
+            or any(lower == name or lower.endswith("." + name)
+                   for name in SPECIAL_USE_DOMAIN_NAMES)):
+        return False
+    try:
+        _check_bidi(idna.decode(domain))
+    except UnicodeError:
+        return False
+    return True
+
+
+def _check_bidi(domain: str) -> None:
+    """RFC 5893's Bidi Rule on every label once one is right-to-left, as email-validator
+    applies it (idna checks each label alone); raises idna.IDNAError."""
+    if any(unicodedata.bidirectional(c) in ("R", "AL", "AN") for c in domain):
+        for label in domain.split("."):
+            idna.check_bidi(label, check_ltr=True)
 
 
 def normalise_server_name(value: str) -> str:
@@ -144,8 +289,10 @@ def validate_settings(
     from_name: str = "",
     reply_to_name: str = "",
     reply_to_address: str = "",
+    rules: AddressRules = AddressRules(),
 ) -> SenderSettings:
-    """Check every field at once; raise InvalidSenderData with one message per bad field."""
+    """Check every field at once; raise InvalidSenderData with one message per bad field.
+    ``rules``: the addresses the app allows (``AddressRules.from_config(app.config)``)."""
     errors: dict[str, str] = {}
     clean: dict[str, object] = {}
 
@@ -170,7 +317,7 @@ def validate_settings(
             if required:
                 raise ValueError(MSG_REQUIRED)
             return ""
-        return normalise_address(value)
+        return normalise_address(value, rules)
 
     run("username", lambda: text(username, MAX_USERNAME, True))
     run("server_name", lambda: normalise_server_name((server_name or "").strip(" \t")))
@@ -184,9 +331,9 @@ def validate_settings(
     return SenderSettings(**clean)  # type: ignore[arg-type]
 
 
-def validate_recipient(value: str) -> str:
-    """Exactly one recipient address (no lists, no display names)."""
+def validate_recipient(value: str, rules: AddressRules = AddressRules()) -> str:
+    """Exactly one recipient address (no lists, no display names) that ``rules`` allow."""
     try:
-        return normalise_address((value or "").strip(" \t"))
+        return normalise_address((value or "").strip(" \t"), rules)
     except ValueError as exc:
         raise InvalidSenderData({"recipient": str(exc)}) from None

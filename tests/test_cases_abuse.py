@@ -155,7 +155,8 @@ def test_closed_silent_and_open_ports_answer_only_catalogue_messages(
                 assert not leaks(text, ORACLE_TEXT), (what, leaks(text, ORACLE_TEXT))
             shown[what] = as_json.json["message"]
     assert shown == {"closed": msg("connect_failed"), "silent": msg("timeout"),
-                     "ssh banner, STARTTLS port": msg("tls_failed"),
+                     # no 220 greeting: nothing more is said (RFC 5321 section 3.1)
+                     "ssh banner, STARTTLS port": msg("connect_failed"),
                      "ssh banner, SMTPS port": msg("tls_failed"), "open smtp": msg("auth_failed")}
     log = app_log_text(caplog.records)
     assert "Connection refused" in log and "535" in log  # the details went to the log

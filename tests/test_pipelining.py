@@ -487,14 +487,16 @@ def test_354_despite_every_recipient_refused_gets_a_bare_dot_not_the_body(script
 
 def test_an_unsendable_address_fails_that_message_alone(smtp_server, tls_material):
     server = smtp_server("implicit", pipelining=True)
-    items = [make_item(0), make_item(1, recipients=["r1@example.org", "jürgen@example.org"]),
-             make_item(2, sender="portal@bücher.example"), Item(SENDER, (), make_item(3).data)]
+    # (A non-ASCII address is no longer unsendable: it goes with SMTPUTF8 when the server
+    # offers it, as aiosmtpd does; tests/test_wire_messages.py covers a server without.)
+    items = [make_item(0), make_item(1, recipients=["r1@example.org", "j\x7f@example.org"]),
+             make_item(2, sender="portal\r\n@example.org"), Item(SENDER, (), make_item(3).data)]
     items.append(make_item(4))
 
     with connected(server, tls_material) as conn:
         results = list(conn.send_pipelined(iter(items)))
         assert conn.usable
-        for recipients in (["r9@example.org", "jürgen@example.org"], []):
+        for recipients in (["r9@example.org", "bad\r\nRSET@example.org"], []):
             with pytest.raises(ValueError):  # send() refuses it before writing anything
                 conn.send(SENDER, recipients, items[0].data)
         assert conn.send(SENDER, ["r9@example.org"], items[0].data) == {}
@@ -551,10 +553,12 @@ def test_an_empty_stream_sends_nothing_and_keeps_the_connection(smtp_server, tls
     st.sampled_from(["a..b@x", "<a@x>", "a@x\r\nRSET", "a@[1.2.3.4]", '"q u"@x', "a@-x"])))
 def test_envelope_commands_are_the_bytes_smtplib_writes(address: str) -> None:
     """The envelope is built without smtplib's mail()/rcpt(); for any address it is what
-    they would write, or refused before anything is sent."""
+    they would write, or refused before anything is sent. Stricter than smtplib: no
+    control character at all (RFC 5321 has none in an address, quoted or not), and none
+    dropped by quoteaddr() to make another address of it."""
     for verb, stage in (("mail FROM", "sender"), ("rcpt TO", "recipient")):
         expected = f"{verb}:{smtplib.quoteaddr(address)}\r\n"
-        if expected.isascii() and "\r" not in expected[:-2] and "\n" not in expected[:-2]:
+        if expected.isascii() and expected[:-2].isprintable() and address.isprintable():
             assert pipeline._command_line(verb, address, stage) == expected.encode()
         else:
             with pytest.raises(ValueError):
