@@ -249,6 +249,8 @@ class Trace:
         if _DIGITS.fullmatch(size):
             self.fact("SIZE", size)
         self.fact("PIPELINING", _yes_no("pipelining" in features))
+        self.fact("8BITMIME", _yes_no("8bitmime" in features))
+        self.fact("SMTPUTF8", _yes_no("smtputf8" in features))
 
     def tls(self, sock: ssl.SSLSocket) -> None:
         """Facts of an established TLS session (the tls stage is open)."""
@@ -276,6 +278,9 @@ class Trace:
         record.ok = False
         if record.name == "tls" and not timed_out:
             record.facts["Problem"] = tls_problem(exc)
+        unsendable = _UNSENDABLE.get(getattr(exc, "reason", None) or "")
+        if unsendable is not None:  # the transport's reason a message cannot go here
+            record.facts["Problem"] = unsendable
         refused = refused_greeting(exc)
         if refused is not None:
             record.facts["Greeting reply code"] = str(refused)
@@ -350,6 +355,14 @@ NO_TRACE: Trace = _NoTrace()
 
 
 # -- facts ------------------------------------------------------------------------------
+
+
+#: Why a message cannot be written to this server (the transport's reasons), as facts.
+_UNSENDABLE = {
+    "smtputf8": "The message has a non-ASCII address, which needs SMTPUTF8 (RFC 6531); "
+                "the server does not offer it",
+    "eight_bit": "The message has 8-bit headers and the server does not offer 8BITMIME",
+}
 
 
 def _yes_no(flag: bool) -> str:

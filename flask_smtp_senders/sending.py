@@ -204,6 +204,10 @@ class Mailer:
 
         Each connection pipelines (RFC 2920) when the server offers it, and prepares
         (serialises) its next message while the server is busy with the current one.
+        SMTP_SENDERS_TIMEOUT bounds each message, from its turn to the server's final
+        reply, the connect it needs (none open, or one dropped) included; a message that
+        runs out of time fails with stage "timeout" and is not sent again. The messages
+        themselves are never changed: each is sent from a copy (see outgoing.py).
         """
         sender_id = self._sender_id(sender)
         items = list(messages)

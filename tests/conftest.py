@@ -23,7 +23,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_smtp_senders import SMTPSenders, get_service
 
-pytest_plugins = ["tests.smtp_servers"]
+pytest_plugins = ["tests.smtp_servers", "tests.scripted_smtp"]
 
 POSTGRES_URL = os.environ.get(
     "SMTP_SENDERS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

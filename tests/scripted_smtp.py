@@ -10,9 +10,8 @@ EHLO keywords taken away, a slow reply. ScriptedServer is aiosmtpd underneath (a
 protocol implementation, not a mock) with those knobs, and it records every line the
 client sent, raw and after TLS decryption, before the reply to it goes out.
 
-Use the ``scripted_server`` fixture (``pytest_plugins = ["tests.scripted_smtp"]`` in the
-test module) or the class as a
-context manager; both need the session's ``tls_material``.
+Use the ``scripted_server`` fixture (tests/conftest.py loads this module as a plugin) or
+the class as a context manager; both need the session's ``tls_material``.
 """
 
 from __future__ import annotations
@@ -394,3 +393,22 @@ def scripted_server(tls_material: TLSMaterial) -> Iterator[Callable[..., Scripte
             return server
 
         yield start
+
+
+def client_options(server: ScriptedServer, tls_material: TLSMaterial, *,
+                   operation_timeout: float = 5.0, deadline: float = 10.0) -> Any:
+    """The transport's options for a test that connects to ``server`` by SERVER_NAME: the
+    name resolves to the server's loopback address, the only one allowed."""
+    from flask_smtp_senders import transport
+    from tests.smtp_servers import SERVER_NAME
+
+    return transport.TransportOptions(
+        ssl_context=tls_material.client_context(),
+        operation_timeout=operation_timeout,
+        deadline=deadline,
+        ehlo_name="client.example.org",
+        messages={stage: f"failed at {stage}" for stage in transport.STAGES},
+        resolver=lambda name, _port: [server.host] if name == SERVER_NAME else [],
+        destination_allowed=lambda _name, _port, address: address == server.host,
+    )
+

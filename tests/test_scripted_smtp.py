@@ -15,7 +15,6 @@ import pytest
 if TYPE_CHECKING:
     from tests.scripted_smtp import ScriptedServer
 
-pytest_plugins = ["tests.scripted_smtp"]
 
 
 def client(server: ScriptedServer, tls_material) -> smtplib.SMTP:

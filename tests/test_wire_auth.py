@@ -21,12 +21,12 @@ from flask_smtp_senders.crypto import Secret
 from flask_smtp_senders.diagnostics import Trace
 from flask_smtp_senders.errors import DeliveryError
 from flask_smtp_senders.smtp_session import _auth_answer
+from tests.scripted_smtp import client_options
 from tests.smtp_servers import SERVER_NAME
 
 if TYPE_CHECKING:
     from tests.scripted_smtp import ScriptedServer
 
-pytest_plugins = ["tests.scripted_smtp"]
 
 TLS_MODES = ["implicit", "starttls"]
 PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")
@@ -37,23 +37,11 @@ OFFERS = [("LOGIN",), ("PLAIN",), ("CRAM-MD5",), ("LOGIN", "PLAIN"), ("LOGIN", "
 NON_ASCII = "pässwörd✓"
 
 
-def options(server: ScriptedServer, tls_material) -> transport.TransportOptions:
-    return transport.TransportOptions(
-        ssl_context=tls_material.client_context(),
-        operation_timeout=5.0,
-        deadline=10.0,
-        ehlo_name="client.example.org",
-        messages={stage: f"failed at {stage}" for stage in transport.STAGES},
-        resolver=lambda name, _port: [server.host] if name == SERVER_NAME else [],
-        destination_allowed=lambda _name, _port, address: address == server.host,
-    )
-
-
 def sign_in(server: ScriptedServer, tls_material, password: str = "s3cret",
             trace: Trace | None = None) -> None:
     """transport.connect() as alice, then close (QUIT)."""
     address = transport.ServerAddress(SERVER_NAME, server.port, "alice")
-    with transport.connect(address, Secret(password), options(server, tls_material),
+    with transport.connect(address, Secret(password), client_options(server, tls_material),
                            trace=trace):
         pass
 

@@ -19,12 +19,12 @@ from flask_smtp_senders.config import DEFAULTS
 from flask_smtp_senders.crypto import Secret
 from flask_smtp_senders.diagnostics import Trace
 from flask_smtp_senders.errors import DeliveryError
+from tests.scripted_smtp import client_options
 from tests.smtp_servers import SERVER_NAME
 
 if TYPE_CHECKING:
     from tests.scripted_smtp import ScriptedServer
 
-pytest_plugins = ["tests.scripted_smtp"]
 pytestmark = pytest.mark.sqlite_only  # the service test's app; the database plays no part
 
 TLS_MODES = ["implicit", "starttls"]
@@ -32,25 +32,12 @@ REFUSALS = ["554 5.3.2 No SMTP service here", "421 4.3.2 Busy, try later"]
 PASSWORD = "Greeting-Pa55word"
 
 
-def options(server: ScriptedServer, tls_material, *, operation_timeout: float = 5.0,
-            deadline: float = 10.0) -> transport.TransportOptions:
-    return transport.TransportOptions(
-        ssl_context=tls_material.client_context(),
-        operation_timeout=operation_timeout,
-        deadline=deadline,
-        ehlo_name="client.example.org",
-        messages={stage: f"failed at {stage}" for stage in transport.STAGES},
-        resolver=lambda name, _port: [server.host] if name == SERVER_NAME else [],
-        destination_allowed=lambda _name, _port, address: address == server.host,
-    )
-
-
 def connect(server: ScriptedServer, tls_material, trace: Trace | None = None,
             **timeouts: float) -> None:
     """transport.connect() as alice, then close (QUIT)."""
     address = transport.ServerAddress(SERVER_NAME, server.port, "alice")
-    with transport.connect(address, Secret(PASSWORD), options(server, tls_material, **timeouts),
-                           trace=trace):
+    options = client_options(server, tls_material, **timeouts)
+    with transport.connect(address, Secret(PASSWORD), options, trace=trace):
         pass
 
 

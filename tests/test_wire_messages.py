@@ -22,7 +22,6 @@ from tests.smtp_servers import SERVER_NAME
 if TYPE_CHECKING:
     from tests.scripted_smtp import ScriptedServer
 
-pytest_plugins = ["tests.scripted_smtp"]
 pytestmark = pytest.mark.sqlite_only
 
 SMTP = email.policy.SMTP
@@ -322,6 +321,8 @@ def test_send_test_email_to_a_non_ascii_recipient(utf8_service, scripted_server)
     other = add(utf8_service, without)
     failed = utf8_service.send_test_email(other.id, "j\u00f6rg@example.com")
     assert not failed.ok and "SMTPUTF8" in failed.message
+    stages = {stage.name: dict(stage.facts) for stage in failed.diagnosis.stages}
+    assert stages["ehlo"]["SMTPUTF8"] == "no" and "SMTPUTF8" in stages["mail"]["Problem"]
     assert mail_lines(without) == [] and without.messages == []
 
 
