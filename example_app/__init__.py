@@ -88,6 +88,15 @@ def _settings(instance: Path, overrides: dict[str, Any]) -> dict[str, Any]:
         "EXAMPLE_ADMIN_PASSWORD": lambda: (
             os.environ.get("EXAMPLE_ADMIN_PASSWORD") or auth.DEFAULT_PASSWORD),
         "PORTAL_NAME": lambda: PORTAL_NAME,
+        # Login attempts per client address (``limits`` notation), Case G12.
+        "EXAMPLE_LOGIN_RATE_LIMIT": lambda: "5 per minute",
+        # The session cookie: never readable by scripts, not sent with cross-site
+        # requests, and Secure when the portal is served over HTTPS (EXAMPLE_HTTPS=1; a
+        # request that came over HTTPS gets a Secure cookie anyway, see sessions.py).
+        "SESSION_COOKIE_HTTPONLY": lambda: True,
+        "SESSION_COOKIE_SAMESITE": lambda: "Lax",
+        "SESSION_COOKIE_SECURE": lambda: os.environ.get("EXAMPLE_HTTPS", "").lower() in (
+            "1", "true", "yes", "on"),
     }
     settings = {key: make() for key, make in defaults.items() if key not in overrides}
     settings.update(overrides)

@@ -1,7 +1,11 @@
 """The portal's one login (``admin``), the login gate and the extension's access hooks.
 
 A real portal has users and roles; this one keeps just enough to show how a host answers
-``smtp_senders_authorize`` and ``smtp_senders_actor`` from its own session.
+``smtp_senders_authorize``, ``smtp_senders_actor`` and
+``smtp_senders_api_token_authenticated`` from its own session and API token.
+
+Case G12: logins are throttled per client address (``EXAMPLE_LOGIN_RATE_LIMIT``, counted
+with ``limits``), and logout ends the session on the server too (sessions.py).
 """
 
 from __future__ import annotations
@@ -24,12 +28,17 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from werkzeug.wrappers import Response
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from flask_smtp_senders import hookimpl
 from flask_smtp_senders.extension import is_api_path
+
+from . import sessions
 
 ADMIN_USER = "admin"
 DEFAULT_PASSWORD = "admin"  # noqa: S105 - the documented demo default
@@ -93,13 +102,33 @@ def _credentials_ok(username: str, password: str) -> bool:
     return user_ok and password_ok
 
 
+LIMITER_KEY = "example_login_limiter"
+
+
+def _login_allowed() -> bool:
+    """Count one login attempt of this client address; False past the limit (Case G12).
+    Behind a proxy, ProxyFix must give the real address, or everyone shares one count."""
+    limiter = current_app.extensions.get(LIMITER_KEY)
+    if limiter is None:
+        limiter = current_app.extensions[LIMITER_KEY] = MovingWindowRateLimiter(
+            MemoryStorage())
+    limit = parse(current_app.config["EXAMPLE_LOGIN_RATE_LIMIT"])
+    return limiter.hit(limit, "login", request.remote_addr or "unknown")
+
+
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | str:
+def login() -> ResponseReturnValue:
     form = LoginForm()
     if request.method == "GET":
         form.next.data = safe_next(request.args.get("next")) or ""
     error = None
     if form.validate_on_submit():
+        if not _login_allowed():
+            form.password.data = ""
+            return render_template(
+                "login.html", form=form,
+                error="Too many login attempts. Wait a minute and try again."), 429, {
+                    "Retry-After": "60"}
         if _credentials_ok(form.username.data, form.password.data):
             target = safe_next(form.next.data) or url_for("home")
             session.clear()  # a fresh session: nothing from before the login survives
@@ -116,6 +145,9 @@ def login() -> Response | str:
 def logout() -> Response:
     if not LogoutForm().validate_on_submit():
         return redirect(url_for("home"))
+    user = session.get("user")
+    if user is not None:
+        sessions.end_sessions(user)  # a copy of the cookie kept from before is worthless
     session.clear()
     return redirect(url_for("auth.login"))
 
@@ -145,6 +177,12 @@ class PortalAccess:
         return current_user() in (ADMIN_USER, TOKEN_USER)
 
     @hookimpl
+    def smtp_senders_api_token_authenticated(self) -> bool:
+        """Case G9: the API skips its CSRF check only for a call the API token signed in;
+        a call with the session cookie (junk Authorization header or not) needs it."""
+        return session.get("user") is None and _token_user() is not None
+
+    @hookimpl
     def smtp_senders_actor(self) -> str | None:
         return current_user()
 
@@ -155,6 +193,8 @@ class PortalAccess:
 
 
 def init_app(app: Flask) -> None:
+    app.session_interface = sessions.RevocableSessionInterface()
+    sessions.create_table(app)
     app.register_blueprint(bp)
     app.before_request(require_login)
 

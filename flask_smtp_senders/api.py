@@ -7,10 +7,12 @@ on the test and the check, the same audit events. Errors are RFC 9457 problem de
 (``application/problem+json``), with a field map for invalid fields.
 
 A call that changes something needs the CSRF token in an ``X-CSRFToken`` header unless
-it carries credentials a browser never sends by itself: an ``Authorization`` header of a
-scheme other than Basic, Digest, Negotiate and NTLM (``Bearer``, say). A browser sends
-cookies, cached Basic or Digest credentials and its Windows login to us whatever page made
-the call, so only a token a script put there proves the call is the script's.
+it was authenticated by credentials a browser never sends by itself, which only the host
+can tell: its ``smtp_senders_api_token_authenticated`` hook answers True for those calls.
+A browser sends cookies, cached Basic or Digest credentials and its Windows login to us
+whatever page made the call, and a header alone proves nothing (a junk ``Authorization``
+header can ride beside the session cookie), so without the hook's True every change
+needs the token.
 Bodies must be ``application/json`` (a form post from another site cannot be). Changes
 use optimistic locking: ``PATCH`` and ``DELETE`` need ``If-Match`` with the sender's
 ``ETag``.
@@ -61,8 +63,6 @@ PROBLEM_BASE = "urn:flask-smtp-senders:problem:"
 #: A sender as JSON is about 1 KB: nothing legitimate comes near this.
 MAX_BODY = 64 * 1024
 CSRF_HEADERS = ("X-CSRFToken", "X-CSRF-Token")
-#: Authorization schemes a browser resends by itself (so they prove nothing about CSRF).
-AMBIENT_SCHEMES = frozenset({"basic", "digest", "negotiate", "ntlm"})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 #: endpoint -> the action the authorisation hook is asked about (as the pages ask it)
@@ -150,9 +150,20 @@ def authorize_and_check_request() -> None:
 
 def _ambient_credentials() -> bool:
     """Whether the browser could have sent this call's credentials on its own (cookies,
-    cached Basic or Digest, its Windows login, an IP allow-list): all but a token."""
-    scheme = request.headers.get("Authorization", "").partition(" ")[0].lower()
-    return not scheme or scheme in AMBIENT_SCHEMES
+    cached Basic or Digest, its Windows login, an IP allow-list): all but a token.
+
+    Case G9: only the host knows what signed the call in, so only its
+    ``smtp_senders_api_token_authenticated`` hook can let a call skip the CSRF token (True:
+    a token the browser never sends by itself did). No answer, False or an error: the
+    call needs the token. A header alone proves nothing: a junk ``Authorization: Bearer``
+    sent beside the session cookie must not switch CSRF off."""
+    try:
+        answer = get_service().hooks.smtp_senders_api_token_authenticated()
+    except Exception:
+        current_app.logger.exception("smtp_senders_api_token_authenticated raised; "
+                                     "the call needs the CSRF token")
+        return True
+    return answer is not True
 
 
 @api.errorhandler(Problem)

@@ -2,6 +2,10 @@
 
 Authorisation is checked once, in ``before_request``, for every route of the blueprint
 (so no new route can forget it); CSRF is checked there too for every POST, answering 400.
+Every answer gets its security headers in ``after_request`` (Case G6): the
+Content-Security-Policy (``frame-ancestors 'self'``: Delete and Make default are one-click
+forms, never to be shown in another site's frame), ``X-Frame-Options: SAMEORIGIN`` and
+``Cache-Control: no-store``; headers the host already set are kept.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, validate_csrf
+from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
 from .config import message
 from .errors import AuditFailed, ConcurrentUpdate, SenderNotFound, StorageError
-from .extension import get_service
+from .extension import get_service, security_headers
 from .forms import (
     CheckConnectionForm,
     DefaultForm,
@@ -69,6 +74,15 @@ def authorize_and_check_csrf() -> None:
             validate_csrf(request.form.get("csrf_token"))
         except (ValidationError, CSRFError) as exc:
             abort(400, description=f"The form expired or was not sent by this site ({exc}).")
+
+
+@bp.after_request
+def add_security_headers(response: Response) -> Response:
+    """Our pages' headers, unless the host set its own (see docs/security.md). The static
+    files may be cached; the pages, which show sender settings, never."""
+    is_static = (request.endpoint or "").endswith(".static")
+    return security_headers(response, current_app.config["SMTP_SENDERS_CONTENT_SECURITY_POLICY"],
+                            no_store=not is_static)
 
 
 @bp.errorhandler(StorageError)

@@ -79,6 +79,17 @@ DEFAULTS: dict[str, Any] = {
     #: Serve the JSON API (and its OpenAPI document) under ``{URL_PREFIX}/api``; every
     #: call is authorised by the ``smtp_senders_authorize`` hook, as the pages are.
     "SMTP_SENDERS_API": True,
+    #: Load plugins published under the ``flask_smtp_senders`` entry-point group. Off by
+    #: default: a plugin can answer ``smtp_senders_authorize``, so merely installing a
+    #: package must not grant access; list the plugins in ``plugins=`` or opt in here.
+    "SMTP_SENDERS_LOAD_ENTRY_POINTS": False,
+    #: The Content-Security-Policy sent with the Senders pages (when the response has none
+    #: yet); None or "" sends none. The API's answers get ``default-src 'none';
+    #: frame-ancestors 'none'`` the same way.
+    "SMTP_SENDERS_CONTENT_SECURITY_POLICY": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+    ),
     #: The layout our pages extend; it must define the blocks title, head and content.
     "SMTP_SENDERS_BASE_TEMPLATE": "smtp_senders/layout.html",
     #: Shown while the saved settings are not the last ones that passed a test email

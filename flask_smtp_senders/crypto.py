@@ -20,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -174,8 +175,9 @@ def binding_key(fernet_key: bytes) -> bytes:
 
 #: HKDF ``info`` of the settings-fingerprint key (a key of its own, like the binding's).
 FINGERPRINT_INFO = b"flask-smtp-senders settings fingerprint v1"
-#: Prefix of every settings fingerprint.
+#: Prefix of a settings fingerprint without a salt, and of a salted one (every save's).
 FINGERPRINT_VERSION = "f1"
+SAVE_FINGERPRINT_VERSION = "f2"
 
 
 def fingerprint_key(fernet_key: bytes) -> bytes:
@@ -197,44 +199,60 @@ class PasswordCipher:
     # -- settings fingerprint ---------------------------------------------------------
 
     @staticmethod
-    def _fingerprint(key: bytes, settings: Mapping[str, object], password: str) -> str:
+    def _fingerprint(key: bytes, settings: Mapping[str, object], password: str,
+                     salt: str | None = None) -> str:
         # Every setting by name (sorted, so the order of the fields does not matter) and
         # the password in plaintext, in one JSON array: quoted and escaped, no field runs
         # into the next. The plaintext goes into the MAC only; the stored value is an HMAC
         # under a key derived from the encryption key, so it cannot be tested offline
-        # against guessed passwords without that key.
-        data = json.dumps(
-            ["flask-smtp-senders/settings/v1",
-             [[name, settings[name]] for name in sorted(settings)], password],
-            ensure_ascii=True, separators=(",", ":"),
-        ).encode("ascii")
-        return f"{FINGERPRINT_VERSION}:{hmac.new(key, data, hashlib.sha256).hexdigest()}"
+        # against guessed passwords without that key. A save's fingerprint also takes a
+        # random salt (kept in the stored value), so no two saves share one.
+        parts: list[object] = ["flask-smtp-senders/settings/v1",
+                               [[name, settings[name]] for name in sorted(settings)],
+                               password]
+        if salt is not None:
+            parts.append(salt)
+        data = json.dumps(parts, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        mac = hmac.new(key, data, hashlib.sha256).hexdigest()
+        if salt is None:
+            return f"{FINGERPRINT_VERSION}:{mac}"
+        return f"{SAVE_FINGERPRINT_VERSION}:{salt}:{mac}"
 
     def fingerprint(self, settings: Mapping[str, object], password: str | Secret) -> str:
-        """What identifies one saved version of a sender: an HMAC (under the first key's
-        fingerprint key) of every setting and the password *in plaintext*, computed when
-        the plaintext is at hand (on save). Not the token, which changes with every
-        encryption, nor the binding, which covers the token: the same settings and the
-        same password always give the same fingerprint, another password another one.
-
-        Stored fingerprints are only ever compared with each other (the saved settings'
-        with the last successfully tested ones), never recomputed from the row, so a key
-        rotation, which changes neither settings nor password, leaves them as they are."""
+        """An HMAC (under the first key's fingerprint key) of every setting and the password
+        *in plaintext*: the same settings and password always give the same value. Used
+        for a version saved before fingerprints existed, when its test passes."""
         plain = password.reveal() if isinstance(password, Secret) else password
         return self._fingerprint(self._fingerprint_keys[0], settings, plain)
 
+    def save_fingerprint(self, settings: Mapping[str, object], password: str) -> str:
+        """What identifies one *saved* version of a sender: the fingerprint of its settings
+        and password with a fresh random salt, so every save gets its own.
+
+        Why a salt: the list shows a sender as tested while its saved fingerprint is the
+        one of the last passed test. Were a save of the same values to give the same
+        fingerprint, re-saving a tested sender with a guessed password would say, by its
+        state, whether the guess was the stored password (an oracle, issue 14). With the
+        salt, every save (which always re-enters the password) needs a passed test before
+        it shows as tested, whatever was typed. Stored fingerprints are only ever compared
+        with each other, never recomputed, so a key rotation leaves them as they are."""
+        return self._fingerprint(self._fingerprint_keys[0], settings, password,
+                                 secrets.token_urlsafe(6))  # 48 bits; fits String(80)
+
     def fingerprint_matches(self, settings: Mapping[str, object], password: str | Secret,
                             fingerprint: str | None) -> bool:
-        """Whether ``fingerprint`` is the fingerprint of exactly these settings and password
-        under any configured key (so a save of unchanged values after a rotation keeps the
-        fingerprint, and with it a passed test). None never matches."""
+        """Whether ``fingerprint`` (salted or not) is of exactly these settings and password
+        under any configured key. For the audit's list of changed fields only: never for
+        anything a page, an answer or the test state shows. None never matches."""
         if not isinstance(fingerprint, str):
             return False
         plain = password.reveal() if isinstance(password, Secret) else password
+        version, _, rest = fingerprint.partition(":")
+        salt = rest.partition(":")[0] if version == SAVE_FINGERPRINT_VERSION else None
         given = fingerprint.encode("utf-8", "replace")
         matched = False
         for key in self._fingerprint_keys:
-            expected = self._fingerprint(key, settings, plain).encode("ascii")
+            expected = self._fingerprint(key, settings, plain, salt).encode("ascii")
             matched |= hmac.compare_digest(expected, given)
         return matched
 

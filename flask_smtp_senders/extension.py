@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterable
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app
+from flask import Flask, Response, current_app, request
 
 from . import transport
 from .config import apply_defaults, message
 from .crypto import PasswordCipher, parse_keys, read_keys_file
-from .destinations import DestinationPolicy, never_allowed
+from .destinations import DestinationPolicy, is_metadata_name, never_allowed
 from .errors import ConfigurationError
 from .hooks import make_plugin_manager
 from .ratelimit import validate_config as validate_rate_limit
@@ -76,7 +76,8 @@ class SMTPSenders:
         if not keys and config["SMTP_SENDERS_ENCRYPTION_KEYS_FILE"]:
             keys = read_keys_file(config["SMTP_SENDERS_ENCRYPTION_KEYS_FILE"])
         cipher = PasswordCipher(parse_keys(keys))
-        manager = make_plugin_manager(self._plugins)
+        manager = make_plugin_manager(
+            self._plugins, load_entry_points=config["SMTP_SENDERS_LOAD_ENTRY_POINTS"] is True)
         options = _transport_options(config, manager.hook)
         store = self._store or manager.hook.smtp_senders_store(app=app, db=self._db)
         if store is None:
@@ -97,6 +98,7 @@ class SMTPSenders:
             from .api import api
 
             app.register_blueprint(api, url_prefix=api_prefix(config))
+            app.after_request(_api_headers)
         if config["SMTP_SENDERS_CREATE_TABLES"] and hasattr(store, "create_tables"):
             # Create or upgrade the table (the built-in store runs our migrations).
             from .schema import NewerSchema
@@ -132,6 +134,35 @@ def is_api_path(config: Any, path: str) -> bool:
     """Whether ``path`` is under the JSON API (a host may answer those calls in JSON)."""
     root = api_prefix(config)
     return path == root or path.startswith(root + "/")
+
+
+#: What the API's answers carry (JSON is never a page to frame or run scripts in).
+API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
+
+
+def security_headers(response: Response, policy: str | None, *,
+                     no_store: bool = True) -> Response:
+    """Add our defaults to ``response`` without replacing any the host set already (a
+    host-wide Content-Security-Policy or X-Frame-Options of its own wins): the CSP
+    ``policy``, ``X-Frame-Options: SAMEORIGIN`` (for browsers without frame-ancestors),
+    ``X-Content-Type-Options: nosniff`` and, when ``no_store``, ``Cache-Control:
+    no-store`` (sender settings never go to a cache)."""
+    headers = response.headers
+    if policy and "Content-Security-Policy" not in headers:
+        headers["Content-Security-Policy"] = policy
+    headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    if no_store and "Cache-Control" not in headers:
+        headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _api_headers(response: Response) -> Response:
+    """The API's answers (problems for unknown routes included) get the headers too."""
+    if request.blueprint == "smtp_senders_api" or is_api_path(current_app.config,
+                                                              request.path):
+        security_headers(response, API_CONTENT_SECURITY_POLICY)
+    return response
 
 
 def get_service(app: Flask | None = None) -> SenderService:
@@ -174,7 +205,8 @@ def _transport_options(config: dict[str, Any], hooks: Any) -> transport.Transpor
 
 def _destination_rule(config: dict[str, Any], hooks: Any) -> Callable[[str, int, str], bool]:
     """The settings' policy, which the host's hook may override except for addresses that
-    are never an SMTP server."""
+    are never an SMTP server and cloud metadata services (by address or by Server Name:
+    checked here, this rule sees every send path)."""
     try:
         policy = DestinationPolicy.from_settings(config["SMTP_SENDERS_ALLOW_LOOPBACK"],
                                                  config["SMTP_SENDERS_ALLOW_PRIVATE"],
@@ -185,7 +217,7 @@ def _destination_rule(config: dict[str, Any], hooks: Any) -> Callable[[str, int,
         ) from None
 
     def allowed(server_name: str, port: int, address: str) -> bool:
-        if never_allowed(address):
+        if is_metadata_name(server_name) or never_allowed(address):
             return False
         answer = hooks.smtp_senders_destination_allowed(
             server_name=server_name, port=port, address=address)

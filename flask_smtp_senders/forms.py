@@ -83,9 +83,12 @@ class SenderForm(_Versioned, _Form):
     settings: SenderSettings | None = None
 
     def fill(self, sender: Sender) -> None:
+        """The saved settings; for a row changed behind the application's back, what is
+        wrong with each field is shown beside it (``Sender.problems``)."""
         for name in SETTING_NAMES:
             self[name].data = str(getattr(sender.settings, name))
         self.version.data = sender_tag(sender)
+        self.add_errors(dict(getattr(sender, "problems", {}) or {}))
 
     def validate(self, extra_validators: Any = None) -> bool:
         ok = super().validate(extra_validators)

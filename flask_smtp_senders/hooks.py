@@ -1,13 +1,16 @@
 """pluggy hooks: how the host app and its plugins customise flask-smtp-senders.
 
 Each app gets its own plugin manager. Built-in implementations are registered first and
-marked ``trylast``; plugins from the ``flask_smtp_senders`` entry-point group come next and
-the host's ``plugins=`` last, so the host has the final say (pluggy calls the most
-recently registered implementation first).
+marked ``trylast``; plugins from the ``flask_smtp_senders`` entry-point group come next
+(only when the host opts in with ``SMTP_SENDERS_LOAD_ENTRY_POINTS``: installing a package
+must not grant access) and the host's ``plugins=`` last, so the host has the final say
+(pluggy calls the most recently registered implementation first). docs/hooks.md gives the
+trust model of every hook.
 
 When a hook raises:
 - ``smtp_senders_store``: ``init_app`` fails; the app does not start half-configured.
 - ``smtp_senders_authorize``: the request is denied (fail closed) and the error is logged.
+- ``smtp_senders_api_token_authenticated``: the API call needs the CSRF token (logged).
 - ``smtp_senders_actor``: the operation fails before anything changes or is sent.
 - ``smtp_senders_resolve``: the send fails at the resolve stage (logged).
 - ``smtp_senders_destination_allowed``: the address is refused (fail closed, logged).
@@ -56,6 +59,19 @@ class HookSpecs:
         Read the user from the host's own request context. Return True to allow, False to
         deny, None for no opinion. Stops at the first non-None result. No answer at all
         means deny: an app that implements nothing exposes nothing.
+        """
+
+    @hookspec(firstresult=True)
+    def smtp_senders_api_token_authenticated(self) -> bool | None:
+        """Was the current API call authenticated by a credential the browser does not send
+        by itself (a bearer token, an API key header), rather than by the session cookie?
+
+        Return True only when that credential is what signed the call in: the JSON API
+        then skips its CSRF check for it. Return False when the session (or any other
+        ambient credential: Basic, a client certificate, an IP allow-list) did, and the
+        call needs the page's CSRF token. None: no opinion; with no True answer every
+        change needs the CSRF token (a header alone proves nothing: a junk one can ride
+        beside the session cookie). Stops at the first non-None result.
         """
 
     @hookspec(firstresult=True)
@@ -119,12 +135,16 @@ class _BuiltIns:
         return resolve(server_name, port)
 
 
-def make_plugin_manager(plugins: Iterable[object] = ()) -> pluggy.PluginManager:
-    """A plugin manager for one app: built-ins, then entry points, then the host's."""
+def make_plugin_manager(plugins: Iterable[object] = (), *,
+                        load_entry_points: bool = False) -> pluggy.PluginManager:
+    """A plugin manager for one app: built-ins, then the entry points of group
+    ``flask_smtp_senders`` when ``load_entry_points`` (the host's opt-in,
+    ``SMTP_SENDERS_LOAD_ENTRY_POINTS``), then the host's ``plugins``."""
     manager = pluggy.PluginManager(NAME)
     manager.add_hookspecs(HookSpecs)
     manager.register(_BuiltIns(), name="flask_smtp_senders.builtins")
-    manager.load_setuptools_entrypoints(NAME)
+    if load_entry_points:
+        manager.load_setuptools_entrypoints(NAME)
     for plugin in plugins:
         manager.register(plugin)
     return manager

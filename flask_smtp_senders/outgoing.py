@@ -10,6 +10,10 @@ The sending API works on a detached copy (:func:`detached_copy`), so the same
   an IDN domain as its IDNA 2008 A-label, never as an RFC 2047 encoded word inside an
   address (RFC 2047 §5); a non-ASCII local part only with SMTPUTF8 (RFC 6531), when the
   setting allows it;
+- a header whose decoded value holds CR or LF (an RFC 2047 encoded word hiding a line
+  break: the stdlib before gh-121650 writes it back raw) refuses the message
+  (:func:`refuse_hidden_line_breaks`, Case G1), and every display name rewritten here is
+  defused first (:func:`.messages.defused_name`);
 - a body with 8-bit octets goes with ``BODY=8BITMIME`` when the server offers it, else as
   the 7-bit re-encoding :func:`seven_bit_copy` makes (RFC 6152 §3).
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import copy
 import email
 import email.policy
+import re
 from collections.abc import Iterable
 from email import base64mime, quoprimime
 from email.headerregistry import Address, BaseHeader, Group
@@ -28,7 +33,8 @@ from email.message import Message
 
 from .errors import InvalidSenderData
 from .fastmail import serialise
-from .validation import AddressRules, wire_address
+from .messages import defused_name
+from .validation import AddressRules, decoded_texts, wire_address
 
 POLICY = email.policy.SMTP
 #: The policy a message needing SMTPUTF8 is written with: UTF-8 headers, as RFC 6532 lets.
@@ -43,6 +49,10 @@ ADDRESS_HEADERS = frozenset({
 MSG_RESENT_BLOCKS = ("The message has more than one Resent- block (RFC 5322 section 3.6.6): "
                      "it is unclear which one to send to. Not sent.")
 MSG_NO_RECIPIENT = "The message has no recipient."
+MSG_HIDDEN_LINE_BREAK = ("The header holds an RFC 2047 encoded word that decodes to a line "
+                         "break (or cannot be decoded). Not sent.")
+_FOLDING = re.compile(r"\r?\n(?=[ \t])")
+MSG_DISPLAY_NAME = "A display name holds a control character. Not sent."
 
 
 def detached_copy(message: Message) -> Message:
@@ -91,14 +101,36 @@ def envelope_recipients(message: Message, rules: AddressRules) -> tuple[str, ...
     return recipients
 
 
+def refuse_hidden_line_breaks(message: Message) -> None:
+    """Raise InvalidSenderData naming the first header (of the message or any part) whose
+    decoded value holds CR or LF: an encoded word hiding a line break, which the stdlib
+    before gh-121650 (CVE-2024-6923) writes back raw when it refolds the header. A header
+    whose encoded words cannot be decoded is refused too (readers would disagree)."""
+    for part in message.walk():
+        for name, value in part.raw_items():
+            if isinstance(value, BaseHeader):
+                texts = [str(value)]  # already decoded
+            elif "=?" in str(value):
+                unfolded = _FOLDING.sub("", str(value))  # folding is no line break
+                try:
+                    texts = [unfolded, *decoded_texts(unfolded),
+                             str(POLICY.header_fetch_parse(name, unfolded))]
+                except Exception:  # undecodable, or the stdlib refuses what it decodes to
+                    texts = ["\n"]
+            else:
+                continue  # raw text: the generator writes its own lines, no decoding
+            if any("\r" in text or "\n" in text for text in texts):
+                raise InvalidSenderData({name.lower(): MSG_HIDDEN_LINE_BREAK})
+
+
 def wire_address_headers(message: Message, rules: AddressRules) -> bool:
     """Write every address header's addresses in their wire form; True when the message
     needs SMTPUTF8 (a non-ASCII local part somewhere, which ``rules`` must allow).
 
     Only a header that holds a non-ASCII address is rebuilt (display names stay as they
-    are: the policy encodes them as RFC 2047 allows in a phrase); the others are left
-    exactly as given. Raises InvalidSenderData naming the header for an address that
-    cannot be written.
+    are, defused by :func:`.messages.defused_name`: the policy encodes them as RFC 2047
+    allows in a phrase); the others are left exactly as given. Raises InvalidSenderData
+    naming the header for an address (or a display name) that cannot be written.
     """
     items = list(message.raw_items())
     rebuilt: dict[int, BaseHeader] = {}
@@ -126,16 +158,24 @@ def wire_address_headers(message: Message, rules: AddressRules) -> bool:
 
 
 def _wire_group(group: Group, rules: AddressRules) -> Group:
-    return Group(group.display_name, tuple(_wire(address, rules)
-                                           for address in group.addresses))
+    name = group.display_name
+    return Group(None if name is None else _defused(name),
+                 tuple(_wire(address, rules) for address in group.addresses))
 
 
 def _wire(address: Address, rules: AddressRules) -> Address:
+    name = _defused(address.display_name)
     if address.addr_spec.isascii():
-        return address
+        return Address(name, addr_spec=address.addr_spec)
     wire = wire_address(address.addr_spec, rules)
-    return Address(address.display_name, username=address.username,
-                   domain=wire.rpartition("@")[2])
+    return Address(name, username=address.username, domain=wire.rpartition("@")[2])
+
+
+def _defused(name: str) -> str:
+    try:
+        return defused_name(name)
+    except ValueError:
+        raise ValueError(MSG_DISPLAY_NAME) from None
 
 
 def _replace_headers(message: Message, items: list[tuple[str, object]],
@@ -150,8 +190,10 @@ def _replace_headers(message: Message, items: list[tuple[str, object]],
 def wire_bytes(message: Message, envelope: Iterable[str],
                rules: AddressRules) -> tuple[bytes, bool]:
     """``message`` (a detached copy, its address headers rewritten here) as bytes, and
-    whether it needs SMTPUTF8: then with UTF-8 headers (RFC 6532), else with the SMTP
+    whether it needs SMTPUTF8 (InvalidSenderData for a header hiding a line break, see
+    :func:`refuse_hidden_line_breaks`): then with UTF-8 headers (RFC 6532), else with the SMTP
     policy, where a non-ASCII display name is an RFC 2047 encoded word."""
+    refuse_hidden_line_breaks(message)
     smtputf8 = (wire_address_headers(message, rules)
                 or not all(address.isascii() for address in envelope))
     if smtputf8:

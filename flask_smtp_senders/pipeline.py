@@ -5,9 +5,9 @@ the replies read back, one message at a time in lock-step or many pipelined (RFC
 :meth:`flask_smtp_senders.transport.Connection.send` and
 :meth:`~flask_smtp_senders.transport.Connection.send_pipelined`; Connection inherits it
 and supplies the session (:mod:`flask_smtp_senders.smtp_session`), the server and the
-secret. Kept apart from the transport module so that its bookkeeping (which reply belongs
-to which command, what to do after a refusal or a 421, which message's delivery is
-unknown) is read on its own. This module knows nothing of Flask.
+scrubber for its DEBUG log (never the password). Kept apart from the transport module so
+that its bookkeeping (which reply belongs to which command, what to do after a refusal or
+a 421, which message's delivery is unknown) is read on its own. This module knows nothing of Flask.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from .crypto import Secret
 from .diagnostics import Trace
 from .errors import DeliveryError
-from .smtp_session import _SMTP, Deadline, ServerAddress, _classify, log
+from .smtp_session import _SMTP, Deadline, Scrubber, ServerAddress, _classify, log
 
 #: The envelope's stages (a transaction's ``stage``) as diagnostic stages.
 _TRACE_STAGES = {"sender": "mail", "recipient": "rcpt", "data": "data"}
@@ -185,11 +184,11 @@ class _Feed(Generic[_T]):
 
 class _MailTransactions:
     """Message transactions on an open session, lock-step or pipelined; the Connection
-    that inherits this supplies ``_smtp``, ``server`` and ``_secret``."""
+    that inherits this supplies ``_smtp``, ``server`` and ``_scrubber``."""
 
     _smtp: _SMTP
     server: ServerAddress
-    _secret: Secret
+    _scrubber: Scrubber
     #: The deadline the connect began under, for the first message on this connection.
     _reserved: Deadline | None = None
 
@@ -442,8 +441,9 @@ class _MailTransactions:
 
     def _failure(self, txn: _Transaction[_I], exc: BaseException, *,
                  unknown: bool = False) -> DeliveryError:
-        """The fixed DeliveryError for a message stopped by ``exc`` (logged, scrubbed)."""
-        failure = _classify(self._smtp, txn.stage, exc, self.server, self._secret)
+        """The fixed DeliveryError for a message stopped by ``exc`` (logged: codes at
+        WARNING, the scrubbed text at DEBUG)."""
+        failure = _classify(self._smtp, txn.stage, exc, self.server, self._scrubber)
         reason = getattr(exc, "reason", None)
         if reason is not None and reason in self._smtp.options.messages:
             failure = DeliveryError(failure.stage, self._smtp.options.messages[reason])

@@ -21,6 +21,7 @@ import pluggy
 from . import transport
 from .config import message
 from .crypto import PasswordCipher, Secret
+from .destinations import is_metadata_name
 from .diagnostics import Diagnosis, Trace
 from .domain_advice import DomainAdvisor
 from .errors import (
@@ -210,9 +211,12 @@ class SenderService:
     # -- changes --------------------------------------------------------------------
 
     def _validated(self, settings: SenderSettings) -> SenderSettings:
-        """Field rules, plus the destination policy for a Server Name that is an address
-        (a name is checked each time it is resolved, at send time)."""
+        """Field rules, plus the destination policy for a Server Name that is an address or
+        a cloud metadata service's name (any other name is checked each time it is
+        resolved, at send time)."""
         settings = validate_settings(**asdict(settings), rules=self.address_rules)
+        if is_metadata_name(settings.server_name):  # Case G4: never, whatever resolves
+            raise InvalidSenderData({"server_name": message(self.config, "destination_refused")})
         try:
             ipaddress.ip_address(settings.server_name)
         except ValueError:
@@ -228,7 +232,7 @@ class SenderService:
         binding = self.cipher.bind(
             destination(settings.server_name, settings.port, settings.username), encrypted)
         actor = self._actor()
-        fingerprint = self.cipher.fingerprint(asdict(settings), password)
+        fingerprint = self.cipher.save_fingerprint(asdict(settings), password)
         return self.store.add(settings, encrypted, before_commit=lambda sender: (
             self._audit_change(SenderCreated(actor=actor, sender_id=sender.id))),
             binding=binding, **_optional(self.store.add, fingerprint=fingerprint))
@@ -241,10 +245,10 @@ class SenderService:
         current = self.store.get(sender_id)
         changed = [name for name, value in asdict(settings).items()
                    if getattr(current.settings, name) != value]
-        try:
-            if self.cipher.decrypt(current.password).reveal() != password:
-                changed.append("password")
-        except PasswordUnreadable:
+        # For the audit only, and without decrypting the stored password: its keyed
+        # fingerprint tells whether the one typed is the same (no fingerprint: changed).
+        if not self.cipher.fingerprint_matches(asdict(current.settings), password,
+                                               current.settings_fingerprint):
             changed.append("password")
         actor = self._actor()
         encrypted = self.cipher.encrypt(password)
@@ -256,24 +260,10 @@ class SenderService:
                 destination(settings.server_name, settings.port, settings.username),
                 encrypted),
             **_optional(self.store.update,
-                        fingerprint=self._fingerprint_for_save(current, settings, password)),
+                        fingerprint=self.cipher.save_fingerprint(asdict(settings), password)),
         )
         self.mailer.forget(sender_id)
         return updated
-
-    def _fingerprint_for_save(self, current: Sender, settings: SenderSettings,
-                              password: str) -> str:
-        """The fingerprint of the settings and password about to be saved. When they are
-        the ones saved now, or the ones last tested, that stored fingerprint is reused if
-        it matches under any configured key: a fingerprint made under a key that has since
-        been rotated out of first place still counts, so saving the tested values again
-        after a rotation keeps the sender tested. Otherwise a new one under the first key.
-        """
-        values = asdict(settings)
-        for stored in (current.settings_fingerprint, current.tested_fingerprint):
-            if stored is not None and self.cipher.fingerprint_matches(values, password, stored):
-                return stored
-        return self.cipher.fingerprint(values, password)
 
     def delete_sender(self, sender_id: int, expected_version: int | None = None) -> None:
         actor = self._actor()

@@ -7,8 +7,11 @@ context we are given; STARTTLS is mandatory on its ports and AUTH is only ever s
 an encrypted socket. Each network operation has a timeout and the whole exchange a
 deadline, so a server that drips one byte at a time cannot hold a worker. Failures are
 classified (:func:`_classify`) into a :class:`DeliveryError` with the stage where they
-happened and a fixed message; server replies and exception text go to the log, with the
-password scrubbed out (:func:`scrub`).
+happened and a fixed message. Every reply is bounded in lines and bytes
+(:data:`MAX_REPLY_LINES`, :data:`MAX_REPLY_BYTES`), so a server that never ends one cannot
+grow the process either. The log's WARNING line names only the stage, the server, the
+exception's type and reply codes (:func:`describe`); server replies and exception text go
+to DEBUG alone, with the password scrubbed out (:func:`scrub`, :class:`Scrubber`).
 
 Split from :mod:`flask_smtp_senders.transport`, which stays the entry point (it wraps the
 session in a Connection and re-exports the public names here), so that what it takes to
@@ -20,8 +23,12 @@ from __future__ import annotations
 
 import base64
 import enum
+import errno
+import hashlib
 import hmac
 import logging
+import re
+import secrets
 import smtplib
 import socket
 import ssl
@@ -31,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .crypto import Secret
-from .destinations import DestinationPolicy
+from .destinations import DestinationPolicy, is_metadata_name
 from .diagnostics import NO_TRACE, Trace
 from .errors import DeliveryError, SMTPTimeout
 
@@ -40,6 +47,18 @@ from .errors import DeliveryError, SMTPTimeout
 log = logging.getLogger("flask_smtp_senders.transport")
 
 STARTTLS_PORTS = frozenset({25, 587, 2525})
+
+#: Bounds on one reply (the greeting, EHLO's, any command's, pipelined or not). Why: the
+#: deadline bounds time, not memory; smtplib's getreply() keeps every continuation line of
+#: a reply in a list with no limit, so a server that never ends a multi-line reply grew
+#: the process by gigabytes within one exchange. Real replies are far below these (a
+#: generous EHLO is some 20 lines and 1 KiB), and no reply we act on needs more. Passing
+#: either one fails the exchange at once (:class:`ReplyTooLarge`, the connection closed).
+MAX_REPLY_LINES = 100
+MAX_REPLY_BYTES = 64 * 1024
+#: One reply line, CRLF included: smtplib's own limit (_MAXLINE), which RFC 5321's 512
+#: octets (s4.5.3.1.5) would be too strict for: real servers write longer lines.
+MAX_REPLY_LINE = 8192
 
 #: Stages of an exchange, in order; a DeliveryError names the one where it stopped.
 STAGES = ("resolve", "destination", "connect", "tls", "auth", "sender", "recipient", "data",
@@ -162,6 +181,15 @@ class CredentialsRejected(smtplib.SMTPResponseException):
     """AUTH answered 535: the server refused the Username or Password."""
 
 
+class ReplyTooLarge(smtplib.SMTPException):
+    """A reply passed :data:`MAX_REPLY_LINES`, :data:`MAX_REPLY_BYTES` or one of its
+    lines :data:`MAX_REPLY_LINE`: a protocol error; what was read of it is dropped."""
+
+    def __init__(self) -> None:
+        super().__init__(f"the server's reply passed {MAX_REPLY_LINES} lines, "
+                         f"{MAX_REPLY_BYTES} bytes or {MAX_REPLY_LINE} bytes in one line")
+
+
 #: The AUTH mechanisms we speak, most preferred first (smtplib's and aiosmtplib's order).
 AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")
 #: At most this many 334 challenges in one AUTH exchange (smtplib allows as many).
@@ -211,7 +239,11 @@ class _SMTP(smtplib.SMTP):
         self.sock = self._get_socket(host, port, self.timeout)
         self.file = None
         with self.trace.stage("ehlo"):
-            code, reply = self.getreply()
+            try:
+                code, reply = self.getreply()
+            except ReplyTooLarge:  # a greeting that never ends: no SMTP service here
+                self.stage = "connect"
+                raise
             self.trace.greeted(code)
             if code != 220:
                 self.stage = "connect"
@@ -250,10 +282,48 @@ class _SMTP(smtplib.SMTP):
                 trace.tls(sock)
         return sock
 
-    def getreply(self):  # type: ignore[no-untyped-def]
-        if self.file is None and self.sock is not None:
+    def getreply(self) -> tuple[int, bytes]:
+        """smtplib's getreply(), through our deadline reader and within the reply bounds.
+
+        Ours, not smtplib's with a limit around it: smtplib keeps every continuation line
+        of a reply (only each line is limited), and its internals differ between the
+        Python versions we support. Returns (code, text) as smtplib does: the text of
+        each line after its code, stripped, joined with LF; code -1 when a line has none.
+        Raises ReplyTooLarge (the connection closed) once a bound is passed, and
+        SMTPServerDisconnected (closed) when the connection ends or a read fails.
+        """
+        if self.file is None:
+            if self.sock is None:
+                raise smtplib.SMTPServerDisconnected("please run connect() first")
             self.file = _DeadlineReader(self.sock, self)  # type: ignore[assignment]
-        return super().getreply()
+        reader = self.file
+        lines: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                line = reader.readline(MAX_REPLY_LINE + 1)
+            except OSError as exc:
+                self.close()
+                raise smtplib.SMTPServerDisconnected(
+                    f"Connection unexpectedly closed: {type(exc).__name__}") from exc
+            if not line:
+                self.close()
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            size += len(line)
+            if (len(line) > MAX_REPLY_LINE or size > MAX_REPLY_BYTES
+                    or len(lines) >= MAX_REPLY_LINES):
+                lines.clear()
+                self.close()
+                raise ReplyTooLarge
+            lines.append(line[4:].strip(b" \t\r\n"))
+            try:
+                code = int(line[:3])
+            except ValueError:
+                code = -1
+                break
+            if line[3:4] != b"-":
+                break
+        return code, b"\n".join(lines)
 
     def send(self, s: bytes | str) -> None:
         if self.sock is not None:
@@ -321,6 +391,11 @@ def open_session(server: ServerAddress, secret: Secret, options: TransportOption
     security = security_for_port(server.port)
     trace.begin(server.port, starttls_port=security is Security.STARTTLS)
     smtp = _SMTP(server.server_name, security, options, deadline, trace)
+    if is_metadata_name(server.server_name):  # Case G4: not even looked up
+        log.warning("refusing to look up %s: a cloud metadata service's name",
+                    server.server_name)
+        trace.destination_refused(server.server_name)
+        raise options.fail("destination")
     smtp.stage = "resolve"
     try:
         with trace.stage("resolve"):
@@ -333,8 +408,10 @@ def open_session(server: ServerAddress, secret: Secret, options: TransportOption
     refused = [address for address in addresses
                if not _destination_allowed(options, server, address)]
     if refused:  # one bad address makes the whole name suspect
-        log.warning("refusing to connect to %s:%s: it resolves to %s", server.server_name,
-                    server.port, ", ".join(refused))
+        log.warning("refusing to connect to %s:%s: it resolves to %d refused address(es)",
+                    server.server_name, server.port, len(refused))
+        log.debug("refused addresses of %s:%s: %s", server.server_name, server.port,
+                  ", ".join(refused))  # from DNS, which the name's owner writes
         trace.destination_refused(refused[0])
         raise options.fail("destination")
     try:
@@ -384,8 +461,10 @@ def _destination_allowed(options: TransportOptions, server: ServerAddress,
     """Ask the policy; an error while asking means no."""
     try:
         return options.destination_allowed(server.server_name, server.port, address) is True
-    except Exception:
-        log.exception("the destination check failed for %s", address)
+    except Exception:  # the host's hook or policy: its traceback, with no server text
+        log.exception("the destination check failed for %s:%s", server.server_name,
+                      server.port)
+        log.debug("the destination check failed for address %s", address)
         return False
 
 
@@ -396,8 +475,8 @@ def _open(smtp: _SMTP, addresses: list[str], port: int) -> None:
         try:
             smtp.connect(address, port)
             return
-        except (ssl.SSLError, smtplib.SMTPConnectError):  # TLS, or the greeting, refused
-            raise
+        except (ssl.SSLError, smtplib.SMTPConnectError, ReplyTooLarge):
+            raise  # TLS or the greeting refused, or a reply without end: no other address
         except OSError as exc:
             if smtp.deadline.tripped or smtp.stage == "tls":
                 raise
@@ -407,19 +486,82 @@ def _open(smtp: _SMTP, addresses: list[str], port: int) -> None:
 
 
 def _classify(smtp: _SMTP, stage: str, exc: BaseException, server: ServerAddress,
-              secret: Secret) -> DeliveryError:
-    """Log what really happened, scrubbed, tell the trace, and return the fixed failure
-    for the stage."""
+              secret: Secret | Scrubber) -> DeliveryError:
+    """Log what happened, tell the trace, and return the fixed failure for the stage.
+
+    WARNING gets the stage, the server and :func:`describe`'s summary (the exception's
+    type and reply codes), never server text: a hostile server can echo the password in
+    forms no scrubbing recognises (hex, spaced out, split base64). The exception's text,
+    which carries the server's reply, goes to DEBUG only, with the password scrubbed.
+    """
     timed_out = smtp.deadline.tripped or isinstance(exc, TimeoutError)
     smtp.trace.failed(exc, timed_out=timed_out, stage=stage)
     if timed_out:
         stage = "timeout"
-    log.warning(
-        "SMTP %s failed at stage %s for %s:%s: %s",
-        "exchange", stage, server.server_name, server.port,
-        scrub(f"{type(exc).__name__}: {exc}", server.username, secret),
-    )
+    log.warning("SMTP exchange failed at stage %s for %s:%s: %s", stage, server.server_name,
+                server.port, describe(exc))
+    if log.isEnabledFor(logging.DEBUG):
+        details = f"{type(exc).__name__}: {exc}"
+        log.debug("SMTP %s failed at stage %s for %s:%s: %s", "exchange", stage,
+                  server.server_name, server.port,
+                  secret.scrub(details) if isinstance(secret, Scrubber)
+                  else scrub(details, server.username, secret))
     return smtp.options.fail(stage)
+
+
+# An enhanced status code (RFC 3463) opening a reply: class.subject.detail.
+_ENHANCED = re.compile(rb"([245])\.([0-9]{1,3})\.([0-9]{1,3})(?![^ \t\r\n])")
+# An OpenSSL reason code (ssl.SSLError.reason): the library's words, never the peer's.
+_SSL_REASON = re.compile(r"[A-Z0-9_]{1,64}")
+
+
+def describe(exc: BaseException) -> str:
+    """What a WARNING may say about a failure: the exception's type, the reply code and
+    enhanced status code (``CredentialsRejected 535 5.7.8``), an SSL reason code or an
+    errno name; never the exception's text, which may hold the server's."""
+    parts = [type(exc).__name__]
+    if isinstance(exc, smtplib.SMTPResponseException):
+        parts += _reply_codes(exc.smtp_code, exc.smtp_error)
+    elif isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = {code for code, _text in exc.recipients.values() if isinstance(code, int)}
+        parts += [str(code) for code in sorted(codes)]
+    elif isinstance(exc, ssl.SSLError):
+        reason = getattr(exc, "reason", None)
+        if isinstance(reason, str) and _SSL_REASON.fullmatch(reason):
+            parts.append(reason)
+        verify_code = getattr(exc, "verify_code", None)
+        if isinstance(verify_code, int):
+            parts.append(f"verify code {verify_code}")
+    elif isinstance(exc, OSError) and isinstance(exc.errno, int):
+        parts.append(errno.errorcode.get(exc.errno, str(exc.errno)))
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, OSError) and not isinstance(exc, ssl.SSLError):
+        parts.append(f"after {type(cause).__name__}")
+    return " ".join(parts)
+
+
+def _reply_codes(code: object, text: object) -> list[str]:
+    """The reply code and, when the reply opens with one of its class, the enhanced code."""
+    if not isinstance(code, int) or not 100 <= code <= 999:
+        return []
+    codes = [str(code)]
+    if isinstance(text, str):
+        text = text.encode("utf-8", "replace")
+    if isinstance(text, bytes):
+        enhanced = _ENHANCED.match(text.lstrip(b" \t"))
+        if enhanced is not None and enhanced[1] == str(code)[:1].encode():
+            codes.append(enhanced[0].decode("ascii"))
+    return codes
+
+
+def _secret_forms(username: str, password: str) -> list[str]:
+    """The password as a log text could carry it: as is, and the base64 AUTH sends."""
+    forms = {
+        password,
+        base64.b64encode(password.encode()).decode(),
+        base64.b64encode(f"\0{username}\0{password}".encode()).decode(),
+    }
+    return sorted(forms, key=len, reverse=True)
 
 
 def scrub(text: str, username: str, secret: Secret) -> str:
@@ -427,11 +569,47 @@ def scrub(text: str, username: str, secret: Secret) -> str:
     password = secret.reveal()
     if not password:
         return text
-    forms = {
-        password,
-        base64.b64encode(password.encode()).decode(),
-        base64.b64encode(f"\0{username}\0{password}".encode()).decode(),
-    }
-    for form in sorted(forms, key=len, reverse=True):
+    for form in _secret_forms(username, password):
         text = text.replace(form, "**********")
     return text
+
+
+class Scrubber:
+    """:func:`scrub` without the password: what a pooled connection keeps for its DEBUG
+    log, so that the plaintext is needed only to sign in.
+
+    Holds the length and a keyed BLAKE2b digest (a random key of its own) of each form
+    :func:`scrub` removes, and removes any stretch of a text with the same length and
+    digest. Slower than :func:`scrub` (one digest per position and form), which is why it
+    runs only for DEBUG records, on replies that :data:`MAX_REPLY_BYTES` bounds.
+    """
+
+    __slots__ = ("_forms", "_key")
+
+    def __init__(self, username: str, secret: Secret) -> None:
+        self._key = secrets.token_bytes(32)
+        password = secret.reveal()
+        forms = _secret_forms(username, password) if password else []
+        self._forms = tuple((len(form), self._digest(form)) for form in forms)
+
+    def _digest(self, text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), key=self._key,
+                               digest_size=32).digest()
+
+    def scrub(self, text: str) -> str:
+        for length, digest in self._forms:  # the longest first, as scrub() does
+            if len(text) < length:
+                continue
+            kept: list[str] = []
+            start = position = 0
+            while position <= len(text) - length:
+                if self._digest(text[position:position + length]) == digest:
+                    kept += [text[start:position], "**********"]
+                    position = start = position + length
+                else:
+                    position += 1
+            text = "".join([*kept, text[start:]])
+        return text
+
+    def __repr__(self) -> str:
+        return "Scrubber(<digests>)"

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -32,10 +33,24 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from .crypto import Destination, EncryptedPassword, PasswordUnreadable
-from .errors import ConcurrentUpdate, CredentialNotBound, SenderNotFound, StorageError
+from .errors import (
+    ConcurrentUpdate,
+    CredentialNotBound,
+    InvalidSenderData,
+    SenderNotFound,
+    StorageError,
+)
 from .models import SenderRow
 from .transport import Security, ServerAddress, security_for_port
-from .validation import SETTING_NAMES, SenderSettings
+from .validation import (
+    MSG_PORT,
+    MSG_UNENCODABLE,
+    SETTING_LABELS,
+    SETTING_NAMES,
+    AddressRules,
+    SenderSettings,
+    validate_settings,
+)
 
 if TYPE_CHECKING:
     from .schema import Upgrade
@@ -107,6 +122,22 @@ class Sender:
     last_check_at: datetime | None = None
     last_check_ok: bool | None = None
     last_check_stage: str | None = None
+    #: What is wrong with the stored settings (field name -> reason), for a row changed
+    #: behind the application's back (an SQL UPDATE, a faulty tool): empty for a sender
+    #: saved through the application. Such a sender is listed, marked unusable, and its
+    #: Edit page opens with these reasons beside the fields (see :func:`stored_settings`).
+    problems: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def usable(self) -> bool:
+        """Whether the stored settings pass the rules every save applies."""
+        return not self.problems
+
+    @property
+    def problem_text(self) -> str:
+        """The problems in one line, each after its field's label ("" when usable)."""
+        return "; ".join(f"{SETTING_LABELS.get(name, name)}: {reason}"
+                         for name, reason in self.problems.items())
 
     @property
     def test_state(self) -> TestState:
@@ -221,10 +252,61 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+#: The address rules a stored row is checked with: the widest, since the app's own rules
+#: (SMTPUTF8, internal domains) are applied when it sends, naming the setting.
+_STORED_RULES = AddressRules(smtputf8=True, internal_domains=True)
+MSG_NOT_TEXT = "The stored value is not text."
+
+
+def stored_settings(values: Mapping[str, object]) -> tuple[SenderSettings, dict[str, str]]:
+    """Settings as read from storage, and what is wrong with them (field -> reason).
+
+    A row changed behind the application's back may hold anything its column type lets
+    the database keep (SQLite keeps text in an INTEGER column): a port that is no integer
+    becomes 0 and a value that is no text "", so every page, the API and the CLI can show
+    the sender; the reasons come from the checks every save runs (``validate_settings``).
+    """
+    settings, problems = _checked_settings(tuple((name, values.get(name))
+                                                 for name in SETTING_NAMES))
+    return settings, dict(problems)
+
+
+@functools.lru_cache(maxsize=1024)
+def _checked_settings(values: tuple[tuple[str, object], ...]
+                      ) -> tuple[SenderSettings, tuple[tuple[str, str], ...]]:
+    """Cached: the sending API reads its sender once per call."""
+    clean: dict[str, object] = {}
+    problems: dict[str, str] = {}
+    for name, value in values:
+        if name == "port":
+            good = isinstance(value, int) and not isinstance(value, bool)
+            clean[name] = value if good else 0
+            if not good:
+                problems[name] = MSG_PORT
+        elif isinstance(value, str) or value is None:
+            clean[name] = value or ""  # NULL: empty, which the checks judge
+        else:
+            clean[name] = ""
+            problems[name] = MSG_NOT_TEXT
+    try:
+        validate_settings(**clean, rules=_STORED_RULES)  # type: ignore[arg-type]
+    except InvalidSenderData as exc:
+        problems = exc.errors | problems  # the type problem says more than the value check
+    except Exception as exc:  # never a page down for a row: say so, and show it
+        log.warning("stored sender settings could not be checked: %s", type(exc).__name__)
+        problems = {"username": MSG_UNENCODABLE} | problems
+    return SenderSettings(**clean), tuple(problems.items())  # type: ignore[arg-type]
+
+
 def _to_sender(row: SenderRow) -> Sender:
+    settings, problems = stored_settings({name: getattr(row, name) for name in SETTING_NAMES})
+    if problems:
+        log.warning("sender %s: its stored settings are invalid (%s); it is unusable until "
+                    "edited", row.id, ", ".join(problems))
     return Sender(
         id=row.id,
-        settings=SenderSettings(**{name: getattr(row, name) for name in SETTING_NAMES}),
+        settings=settings,
+        problems=problems,
         password=EncryptedPassword(row.password_token.encode("utf-8")),  # junk stays unreadable
         password_binding=row.password_binding,
         version=row.version,

@@ -8,9 +8,10 @@ uses is re-exported here:
   settings, deadline, and the steps of reaching an authenticated session (certificates
   always verified, STARTTLS mandatory on its ports, AUTH only over an encrypted socket,
   every operation under a timeout and the exchange under a deadline). Failures are raised
-  as :class:`DeliveryError` with the stage where they happened and a fixed message; server
-  replies and exception text go to the ``flask_smtp_senders.transport`` log, with the
-  password scrubbed out.
+  as :class:`DeliveryError` with the stage where they happened and a fixed message; the
+  ``flask_smtp_senders.transport`` log gets the stage, the exception's type and reply
+  codes at WARNING, and server replies and exception text at DEBUG only, with the password
+  scrubbed out. Every reply is bounded in lines and bytes.
 - :mod:`flask_smtp_senders.pipeline`: message transactions over the session, lock-step or
   pipelined (RFC 2920).
 - here: :func:`connect`, and :class:`Connection`'s single send, dry run and closing.
@@ -48,6 +49,8 @@ from .smtp_session import (
     STARTTLS_PORTS,
     CredentialsRejected,
     Deadline,
+    ReplyTooLarge,
+    Scrubber,
     Security,
     ServerAddress,
     TransportOptions,
@@ -66,6 +69,7 @@ __all__ = [
     "Deadline",
     "Outcome",
     "Outgoing",
+    "ReplyTooLarge",
     "Security",
     "ServerAddress",
     "TransportOptions",
@@ -84,12 +88,18 @@ class Connection(_MailTransactions):
     """An open, encrypted and authenticated SMTP session with one server.
 
     Sending many messages (:meth:`send_pipelined`), ``pipelining`` and ``usable`` come
-    from :class:`~flask_smtp_senders.pipeline._MailTransactions`."""
+    from :class:`~flask_smtp_senders.pipeline._MailTransactions`.
 
-    def __init__(self, smtp: _SMTP, server: ServerAddress, secret: Secret) -> None:
+    It keeps no password: the session signed in before it was made, and for scrubbing
+    its DEBUG log it keeps a :class:`~flask_smtp_senders.smtp_session.Scrubber` (keyed
+    digests) made from ``secret``, not the :class:`Secret` itself."""
+
+    def __init__(self, smtp: _SMTP, server: ServerAddress,
+                 secret: Secret | Scrubber) -> None:
         self._smtp = smtp
         self.server = server
-        self._secret = secret
+        self._scrubber = (secret if isinstance(secret, Scrubber)
+                          else Scrubber(server.username, secret))
 
     def send(self, from_addr: str, to_addrs: Sequence[str], data: bytes,
              deadline: Deadline | None = None,

@@ -9,12 +9,15 @@ IDNA 2008 A-label (:func:`wire_address`).
 
 from __future__ import annotations
 
+import binascii
 import functools
 import ipaddress
 import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from email import header as email_header
+from email import headerregistry
 from typing import Any
 
 import idna
@@ -30,10 +33,18 @@ MAX_PASSWORD = 1024
 DEFAULT_PORT = 465
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: What a decoded RFC 2047 encoded word must not hold: C0 and C1 controls and the Unicode
+#: line and paragraph separators (``str.splitlines`` breaks a header on all of them).
+_DECODED_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: An RFC 2047 encoded word, read loosely (spaces allowed inside, as lenient decoders do).
+_ENCODED_WORD = re.compile(r"=\?([^?]*)\?([bBqQ])\?(.*?)\?=", re.DOTALL)
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 MSG_REQUIRED = "This field is required."
 MSG_CONTROL = "Must not contain line breaks or other control characters."
+MSG_ENCODED_CONTROL = ("Must not contain an RFC 2047 encoded word (=?...?=) that hides line "
+                       "breaks or other control characters.")
+MSG_UNENCODABLE = "Must be valid text: this holds characters that cannot be encoded."
 MSG_PORT = "Enter a port number from 1 to 65535."
 MSG_SERVER = "Enter a host name or IP address, without a scheme, a port or spaces."
 MSG_INVALID_ADDRESS = "Enter a valid email address."
@@ -69,6 +80,11 @@ class SenderSettings:
 
 
 SETTING_NAMES = tuple(f.name for f in fields(SenderSettings))
+#: Each setting's label, as the form shows it.
+SETTING_LABELS = {"username": "Username", "server_name": "Server Name", "port": "Port",
+                  "from_name": "From Name", "from_address": "From Address",
+                  "reply_to_name": "Reply-To Name", "reply_to_address": "Reply-To Address",
+                  "password": "Password"}
 
 
 @dataclass(frozen=True)
@@ -92,11 +108,70 @@ class AddressRules:
 
 def check_text(value: str, limit: int) -> str | None:
     """The error for a single-line text value, or None when it is fine."""
+    if not isinstance(value, str) or unencodable(value):
+        return MSG_UNENCODABLE
     if _CONTROL.search(value):
         return MSG_CONTROL
     if len(value) > limit:
         return too_long(limit)
     return None
+
+
+def check_name(value: str, limit: int) -> str | None:
+    """:func:`check_text` for a display name (From Name, Reply-To Name), which also must
+    not hold an encoded word that decodes to a control character (Case G1)."""
+    return check_text(value, limit) or (MSG_ENCODED_CONTROL if hides_control(value)
+                                         else None)
+
+
+def decoded_texts(value: str) -> list[str]:
+    """``value`` as each way of decoding its RFC 2047 encoded words reads it; raises
+    (ValueError, LookupError, binascii.Error...) when one cannot decode it."""
+    chunks = email_header.decode_header(value)
+    decoded = []
+    if value.isascii():  # make_header reads text outside encoded words as ASCII
+        decoded.append(str(email_header.make_header(chunks)))
+    for chunk, charset in chunks:
+        raw = chunk if isinstance(chunk, bytes) else chunk.encode("utf-8", "replace")
+        decoded.append(raw.decode("latin-1"))
+        decoded.append(raw.decode(charset or "utf-8", "replace"))
+    registry = headerregistry.HeaderRegistry()
+    quoted = value.replace("\\", "\\\\").replace('"', '\\"')
+    decoded += [str(registry("X-Name", value)),  # unstructured, as a Subject
+                str(registry("From", f"{value} <a@example.com>")),  # as a phrase
+                str(registry("From", f'"{quoted}" <a@example.com>'))]  # quoted too
+    for match in _ENCODED_WORD.finditer(value):
+        charset, encoding, text = match.groups()
+        raw = (binascii.a2b_base64(text + "=" * (-len(text) % 4)) if encoding in "bB"
+               else binascii.a2b_qp(text.encode("ascii", "replace"), header=True))
+        decoded.append(raw.decode("latin-1"))
+        decoded.append(raw.decode(charset.partition("*")[0] or "ascii", "replace"))
+    return decoded
+
+
+def unencodable(value: str) -> bool:
+    """Whether ``value`` cannot be written as UTF-8 (a lone surrogate, say)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def hides_control(value: str) -> bool:
+    """Whether ``value`` holds an RFC 2047 encoded word that decodes (by any of the ways
+    a header is decoded: ``email.header``, the header registry, or a lenient reading of
+    each word) to a control character or a line separator, or that cannot be decoded
+    (then versions and mail programs may disagree on what it says): refused, since a
+    parser that decodes it may write the decoded text back into a header raw
+    (gh-121650, CVE-2024-6923)."""
+    if "=?" not in value:
+        return False
+    try:
+        decoded = decoded_texts(value)
+    except Exception:  # undecodable (bad base64, unknown charset...): readers disagree
+        return True
+    return any(_DECODED_CONTROL.search(text) for text in decoded)
 
 
 def normalise_address(value: str, rules: AddressRules = AddressRules()) -> str:
@@ -126,8 +201,12 @@ def ascii_address(value: str) -> str:
 
 def _address_forms(value: str, rules: AddressRules) -> tuple[str, str]:
     """(normalised, wire) forms of a valid address; raises ValueError otherwise."""
+    if not isinstance(value, str) or unencodable(value):
+        raise ValueError(MSG_UNENCODABLE)
     if _CONTROL.search(value):
         raise ValueError(MSG_CONTROL)
+    if hides_control(value):  # =?...?= is atext: a lenient parser decodes it in an address
+        raise ValueError(MSG_ENCODED_CONTROL)
     if len(value) > MAX_ADDRESS:
         raise ValueError(too_long(MAX_ADDRESS))
     local, at, domain = value.rpartition("@")
@@ -230,6 +309,8 @@ def _check_bidi(domain: str) -> None:
 
 def normalise_server_name(value: str) -> str:
     """A host name (IDN allowed, returned in punycode) or an IP address literal."""
+    if isinstance(value, str) and unencodable(value):
+        raise ValueError(MSG_UNENCODABLE)
     if not value or _CONTROL.search(value) or any(c.isspace() for c in value):
         raise ValueError(MSG_SERVER if value else MSG_REQUIRED)
     if len(value) > MAX_SERVER_NAME:
@@ -273,6 +354,8 @@ def validate_password(password: str | None) -> str:
     """The password as typed: required, bounded, otherwise used exactly."""
     if not password:
         raise InvalidSenderData({"password": MSG_REQUIRED})
+    if not isinstance(password, str) or unencodable(password):
+        raise InvalidSenderData({"password": MSG_UNENCODABLE})
     if len(password) > MAX_PASSWORD:
         raise InvalidSenderData({"password": too_long(MAX_PASSWORD)})
     if "\x00" in password:
@@ -302,11 +385,11 @@ def validate_settings(
         except ValueError as exc:
             errors[name] = str(exc)
 
-    def text(value: str, limit: int, required: bool) -> str:
+    def text(value: str, limit: int, required: bool, name: bool = False) -> str:
         value = (value or "").strip(" \t")
         if required and not value:
             raise ValueError(MSG_REQUIRED)
-        problem = check_text(value, limit)
+        problem = (check_name if name else check_text)(value, limit)
         if problem:
             raise ValueError(problem)
         return value
@@ -322,9 +405,9 @@ def validate_settings(
     run("username", lambda: text(username, MAX_USERNAME, True))
     run("server_name", lambda: normalise_server_name((server_name or "").strip(" \t")))
     run("port", lambda: normalise_port(port))
-    run("from_name", lambda: text(from_name, MAX_NAME, False))
+    run("from_name", lambda: text(from_name, MAX_NAME, False, name=True))
     run("from_address", lambda: address(from_address, True))
-    run("reply_to_name", lambda: text(reply_to_name, MAX_NAME, False))
+    run("reply_to_name", lambda: text(reply_to_name, MAX_NAME, False, name=True))
     run("reply_to_address", lambda: address(reply_to_address, False))
     if errors:
         raise InvalidSenderData(errors)

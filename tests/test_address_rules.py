@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from flask_smtp_senders import SenderSettings, get_service
+from flask_smtp_senders import SenderSettings, get_service, hookimpl
 from flask_smtp_senders.config import DEFAULTS
 from flask_smtp_senders.domain_advice import DomainAdvisor
 from flask_smtp_senders.errors import InvalidSenderData
@@ -26,7 +26,7 @@ from flask_smtp_senders.validation import (
     wire_address,
 )
 from tests.smtp_servers import SERVER_NAME
-from tests.test_cases_common import snapshot
+from tests.test_cases_common import bearer_token_sent, snapshot
 from tests.test_pages import PREFIX, Admin, csrf, errors, form_values
 
 #: Nothing here depends on the database.
@@ -320,8 +320,16 @@ API = f"{PREFIX}/api"
 TOKEN = {"Authorization": "Bearer script"}
 
 
+class ScriptAdmin(Admin):
+    """The page's administrator, also signed in by TOKEN on the API (no CSRF token)."""
+
+    @hookimpl
+    def smtp_senders_api_token_authenticated(self):
+        return bearer_token_sent()
+
+
 def api_client(make_app, **config: object):
-    return make_app(plugins=[Admin()], SMTP_SENDERS_TEST_EMAIL_RATE_LIMIT="1000 per minute",
+    return make_app(plugins=[ScriptAdmin()], SMTP_SENDERS_TEST_EMAIL_RATE_LIMIT="1000 per minute",
                     **config).test_client()
 
 

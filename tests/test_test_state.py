@@ -135,32 +135,47 @@ def test_never_then_tested_then_changed_by_an_edit_then_tested_again(app, servic
 
 def test_each_setting_counts_as_a_change(app, service, smtp_server):
     """Username, Server Name, Port, From Name/Address, Reply-To Name/Address: changing any
-    one of them after a passed test leaves the sender "changed"."""
+    one of them after a passed test leaves the sender "changed", and so does going back
+    to the tested values: each save is a version of its own until a test passes with it."""
     server = smtp_server("implicit", users={"alice": PASSWORD, "bob": PASSWORD})
     sender = service.create_sender(settings_for(server), PASSWORD)
     assert service.send_test_email(sender.id, RECIPIENT).ok
-    tested = service.get_sender(sender.id)
+    seen = {service.get_sender(sender.id).settings_fingerprint}
     for change in [{"username": "bob"}, {"server_name": "127.0.0.1"}, {"port": 465},
                    {"from_name": "Other"}, {"from_address": "other@example.com"},
                    {"reply_to_name": "Help"}, {"reply_to_address": "help@example.com"}]:
         edit(service, sender.id, server, **change)
         assert state(service, sender.id) is TestState.CHANGED, change
+        seen.add(service.get_sender(sender.id).settings_fingerprint)
         edit(service, sender.id, server)  # back to the tested values
-        assert state(service, sender.id) is TestState.TESTED, change
-    assert service.get_sender(sender.id).settings_fingerprint == tested.settings_fingerprint
+        assert state(service, sender.id) is TestState.CHANGED, change
+        seen.add(service.get_sender(sender.id).settings_fingerprint)
+    assert len(seen) == 15  # no two saves share a fingerprint
 
 
-def test_re_entering_only_a_different_password_is_a_change(app, service, server):
-    """The password is re-entered with every edit: the same one keeps "tested", another
-    one (every setting the same) is a change, until a test passes with it."""
+def test_the_state_never_tells_whether_a_typed_password_is_the_stored_one(app, service,
+                                                                          server):
+    """Case G5: re-saving a tested sender with the stored password or with a guess gives
+    the same state, list, page and API answer (no password oracle); a passed test with
+    the new password makes it tested again."""
     sender = service.create_sender(settings_for(server), PASSWORD)
     assert service.send_test_email(sender.id, RECIPIENT).ok
+    client = app.test_client()
+    api = f"{PREFIX}/api/senders/{sender.id}"
 
-    same = edit(service, sender.id, server)
-    assert same.version == sender.version + 1  # it was saved...
-    assert_state(app, service, sender.id, TestState.TESTED)  # ...with nothing changed
+    def seen_after_saving(password: str) -> tuple[object, ...]:
+        saved = edit(service, sender.id, server, password=password)
+        answer = client.get(api).get_json()
+        assert answer["id"] == sender.id and "test_state" in answer
+        for volatile in ("version", "updated_at", "etag"):
+            answer.pop(volatile, None)
+        return (saved.test_state, state(service, sender.id), listed_state(app),
+                warning_shown(app, sender.id), answer)
 
-    edit(service, sender.id, server, password=OTHER_PASSWORD)
+    right = seen_after_saving(PASSWORD)
+    guess = seen_after_saving(OTHER_PASSWORD)
+    assert right == guess
+    assert right[1] is TestState.CHANGED
     assert_state(app, service, sender.id, TestState.CHANGED)
 
     server.users["alice"] = OTHER_PASSWORD
@@ -276,9 +291,8 @@ def test_record_test_is_a_compare_and_set_on_the_tested_version(service, server)
 
 def test_key_rotation_keeps_a_tested_sender_tested(make_app, host, server, fernet_key):
     """[old] -> [new, old] + rotate-keys -> [new]: still tested. The fingerprints are not
-    recomputed by the rotation; an unchanged save with [new, old] keeps the one made under
-    the old key (matched under any key), and with [new] alone a test still passes and
-    keeps the sender tested."""
+    recomputed by the rotation; a save after it needs a test as any save does, and with
+    [new] alone a test still passes and keeps the sender tested."""
     old, new = fernet_key, Fernet.generate_key().decode()
     app_old = make_app(plugins=[host])
     with app_old.app_context():
@@ -297,11 +311,9 @@ def test_key_rotation_keeps_a_tested_sender_tested(make_app, host, server, ferne
         assert rotated.test_state is TestState.TESTED
         assert (rotated.settings_fingerprint, rotated.tested_fingerprint) == (
             tested.settings_fingerprint, tested.tested_fingerprint)
-        edit(service, sender.id, server)  # the same values again, after the rotation
-        assert state(service, sender.id) is TestState.TESTED
-        edit(service, sender.id, server, from_name="Other")
+        edit(service, sender.id, server)  # a save, even of the same values, is a change
         assert state(service, sender.id) is TestState.CHANGED
-        edit(service, sender.id, server)  # back to the tested values
+        assert service.send_test_email(sender.id, RECIPIENT).ok
         assert state(service, sender.id) is TestState.TESTED
 
     app_new = make_app(plugins=[host], SMTP_SENDERS_ENCRYPTION_KEYS=[new])
@@ -310,24 +322,33 @@ def test_key_rotation_keeps_a_tested_sender_tested(make_app, host, server, ferne
         assert state(service, sender.id) is TestState.TESTED
         assert service.send_test_email(sender.id, RECIPIENT).ok
         assert state(service, sender.id) is TestState.TESTED
-    assert len(server.messages) == 2
+    assert len(server.messages) == 3
 
 
 def test_the_fingerprint_is_an_hmac_of_every_setting_and_the_password(service, server,
                                                                       fernet_key, database):
     """HMAC-SHA256 under HKDF(first key, its own label) of the canonical settings and the
-    plaintext password; stored on save, holds neither, and differs from the binding key."""
+    plaintext password (and, for a save, a random salt kept beside it); stored on save,
+    holds neither, and differs from the binding key."""
     values = settings_for(server)
     sender = service.create_sender(values, PASSWORD)
     key = fingerprint_key(fernet_key.encode())
     assert key != binding_key(fernet_key.encode()) and FINGERPRINT_INFO != BINDING_INFO
+    version, salt, _mac = sender.settings_fingerprint.split(":")
+    assert version == "f2" and len(salt) == 8  # every save's own salt
     data = json.dumps(["flask-smtp-senders/settings/v1",
                        [[name, value] for name, value in sorted(asdict(values).items())],
-                       PASSWORD], ensure_ascii=True, separators=(",", ":")).encode()
-    expected = "f1:" + hmac.new(key, data, hashlib.sha256).hexdigest()
-    assert sender.settings_fingerprint == expected
-    assert service.get_sender(sender.id).settings_fingerprint == expected
-    assert PASSWORD not in expected and "noreply" not in expected
+                       PASSWORD, salt], ensure_ascii=True, separators=(",", ":")).encode()
+    saved = f"f2:{salt}:" + hmac.new(key, data, hashlib.sha256).hexdigest()
+    assert sender.settings_fingerprint == saved
+    assert service.get_sender(sender.id).settings_fingerprint == saved
+    assert PASSWORD not in saved and "noreply" not in saved
+    assert service.cipher.fingerprint_matches(asdict(values), PASSWORD, saved)
+    assert not service.cipher.fingerprint_matches(asdict(values), OTHER_PASSWORD, saved)
+    unsalted = json.dumps(["flask-smtp-senders/settings/v1",
+                           [[name, value] for name, value in sorted(asdict(values).items())],
+                           PASSWORD], ensure_ascii=True, separators=(",", ":")).encode()
+    expected = "f1:" + hmac.new(key, unsalted, hashlib.sha256).hexdigest()
 
     cipher = service.cipher
     base = asdict(values)
@@ -356,7 +377,7 @@ def test_a_sender_saved_before_fingerprints_gets_one_from_its_next_passed_test(
     """A row without fingerprints (saved before the upgrade) keeps the old rule (its last
     result) until a passed test gives it one; an edit after that is a change."""
     sender = service.create_sender(settings_for(server), PASSWORD)
-    fingerprint = sender.settings_fingerprint
+    fingerprint = service.cipher.fingerprint(asdict(sender.settings), PASSWORD)
     _tamper(app, sender.id, settings_fingerprint=None, tested_fingerprint=None,
             last_test_ok=True, last_test_at=datetime(2025, 1, 1, tzinfo=timezone.utc))
     assert state(service, sender.id) is TestState.TESTED
@@ -369,3 +390,20 @@ def test_a_sender_saved_before_fingerprints_gets_one_from_its_next_passed_test(
     assert_state(app, service, sender.id, TestState.TESTED)
     edit(service, sender.id, server, reply_to_address="help@example.com")
     assert_state(app, service, sender.id, TestState.CHANGED)
+
+
+def test_an_edit_lists_its_changed_fields_without_decrypting_the_password(
+        service, server, host, monkeypatch):
+    """Case G11: the audit event of an edit says whether the password changed by its keyed
+    fingerprint, never by decrypting the stored password."""
+    sender = service.create_sender(settings_for(server), PASSWORD)
+
+    def never(*_args, **_kwargs):
+        raise AssertionError("an edit decrypted the stored password")
+
+    monkeypatch.setattr(service.cipher, "decrypt", never)
+    edit(service, sender.id, server, from_name="Renamed")
+    edit(service, sender.id, server, password=OTHER_PASSWORD)
+    updates = [event.changed_fields for event in host.events
+               if type(event).__name__ == "SenderUpdated"]
+    assert [set(fields) for fields in updates] == [{"from_name"}, {"from_name", "password"}]
