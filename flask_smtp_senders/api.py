@@ -43,7 +43,7 @@ from .errors import (
 )
 from .extension import get_service, is_api_path
 from .public import sender_as_dict, sender_tag
-from .ratelimit import test_email_refusal
+from .ratelimit import test_email_refusal, write_refusal
 from .service import CheckResult, TestEmailResult
 from .store import Sender
 from .validation import (
@@ -287,7 +287,13 @@ def set_default(sender_id: int) -> Response:
 
 
 def _saving(save: Callable[[], Any]) -> Any:
-    """Run a change, answering its failures as problems; nothing half-saved either way."""
+    """Run a change, answering its failures as problems; nothing half-saved either way.
+    Case G5: each change counts against the administrator's write rate limit first."""
+    refusal = write_refusal()
+    if refusal is not None and refusal.status == 429:
+        raise Problem(429, "rate-limited", refusal.message, headers=refusal.headers)
+    if refusal is not None:
+        raise Problem(503, "rate-limit-unavailable", refusal.message)
     try:
         return save()
     except InvalidSenderData as exc:

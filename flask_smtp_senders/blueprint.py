@@ -41,7 +41,7 @@ from .forms import (
     TestEmailForm,
 )
 from .public import sender_tag
-from .ratelimit import test_email_refusal
+from .ratelimit import Refusal, test_email_refusal, write_refusal
 from .service import CheckResult, TestEmailResult
 from .store import Sender
 
@@ -135,6 +135,9 @@ def new() -> ResponseReturnValue:
 def create() -> ResponseReturnValue:
     form = SenderForm()
     if form.validate_on_submit() and form.settings is not None:
+        refusal = write_refusal()
+        if refusal is not None:
+            return _refused(refusal, "smtp_senders/form.html", form=form, sender=None)
         try:
             sender = get_service().create_sender(form.settings, form.password.data)
         except (AuditFailed, StorageError):
@@ -153,6 +156,11 @@ def edit(sender_id: int) -> ResponseReturnValue:
     if request.method == "GET":
         form.fill(sender)
     elif form.validate_on_submit() and form.settings is not None:
+        refusal = write_refusal()
+        if refusal is not None:  # what was typed stays in the form (the password aside)
+            flash(refusal.message, "smtp_senders.error")
+            return (_edit_page(sender, form, TestEmailForm(formdata=None)), refusal.status,
+                    refusal.headers)
         try:
             get_service().update_sender(sender_id, form.expected_version(sender) or -1,
                                         form.settings, form.password.data)
@@ -185,6 +193,12 @@ def _edit_page(sender: Sender, form: SenderForm, test_form: TestEmailForm,
 def _password_problem(sender: Sender) -> str | None:
     problem = get_service().password_problem(sender)
     return _msg(problem) if problem else None
+
+
+def _refused(refusal: Refusal, template: str, **context: Any) -> ResponseReturnValue:
+    """Case G5: the change is not saved now; the page says why and keeps what was typed."""
+    flash(refusal.message, "smtp_senders.error")
+    return render_template(template, **context), refusal.status, refusal.headers
 
 
 def _status(form: Any) -> int:
@@ -241,6 +255,10 @@ def _test_page(sender: Sender, test_form: TestEmailForm, **result: Any) -> str:
 def make_default(sender_id: int) -> ResponseReturnValue:
     form = DefaultForm()
     if form.validate_on_submit():
+        refusal = write_refusal()
+        if refusal is not None:
+            flash(refusal.message, "smtp_senders.error")
+            return redirect(url_for(".index"))
         try:
             get_service().set_default_sender(sender_id)
         except SenderNotFound:
@@ -260,6 +278,10 @@ def delete(sender_id: int) -> ResponseReturnValue:
         version = form.expected_version(sender)  # OTHER_SENDER: a conflict
         if version is None:  # the page always sends one: this form was tampered with
             abort(400, description="The delete form is incomplete; reload the page.")
+        refusal = write_refusal()
+        if refusal is not None:
+            flash(refusal.message, "smtp_senders.error")
+            return redirect(url_for(".edit", sender_id=sender_id))
         try:
             get_service().delete_sender(sender_id, version)
         except SenderNotFound:

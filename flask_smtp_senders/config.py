@@ -48,6 +48,9 @@ DEFAULTS: dict[str, Any] = {
     #: How many test emails one administrator may send, and one sender may receive
     #: requests for, in a window (``limits`` notation, e.g. "5 per minute").
     "SMTP_SENDERS_TEST_EMAIL_RATE_LIMIT": "5 per minute",
+    #: How many changes (create, edit, delete, make default) one administrator may save
+    #: through the pages and the API in a window: saves are how guesses would be tried.
+    "SMTP_SENDERS_WRITE_RATE_LIMIT": "30 per minute",
     #: Where the rate-limit counters live: "memory://" (one process) or a Redis URL such
     #: as "redis://127.0.0.1:6379/0" (shared by every worker).
     "SMTP_SENDERS_RATELIMIT_STORAGE_URI": "memory://",
@@ -124,6 +127,15 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_SENDERS_MSG_RATE_LIMIT_UNAVAILABLE": (
         "Test emails cannot be sent right now because their rate limit cannot be checked. "
         "Nothing was sent; try again in a few minutes."
+    ),
+    #: Shown (with HTTP 429) when one administrator saves changes too often.
+    "SMTP_SENDERS_MSG_WRITES_RATE_LIMITED": (
+        "Too many changes. Nothing was saved; try again in {retry_after} seconds."
+    ),
+    #: Shown (with HTTP 503) when the rate-limit storage cannot be reached on a change.
+    "SMTP_SENDERS_MSG_RATE_LIMIT_UNAVAILABLE_WRITES": (
+        "Changes cannot be saved right now because their rate limit cannot be checked. "
+        "Nothing was saved; try again in a few minutes."
     ),
     #: Shown (with HTTP 503) when the sender database cannot be reached.
     "SMTP_SENDERS_MSG_STORAGE_UNAVAILABLE": (

@@ -1,4 +1,5 @@
-"""Case C7: a rate limit on Send Test Email, per administrator and per sender.
+"""Case C7: a rate limit on Send Test Email, per administrator and per sender; and
+Case G5: a rate limit on saves (create, edit, delete, make default) per administrator.
 
 Why: the test button makes the portal open SMTP connections to a server the administrator
 chose, so without a limit it is a mail cannon and a port-scan oracle (ASVS 11.1.4). The
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 #: Where :func:`limiter_for` keeps each app's limiter.
 EXTENSION_KEY = "smtp_senders_ratelimit"
 LIMIT_SETTING = "SMTP_SENDERS_TEST_EMAIL_RATE_LIMIT"
+#: Case G5: saves (create, edit, delete, make default) per administrator.
+WRITE_LIMIT_SETTING = "SMTP_SENDERS_WRITE_RATE_LIMIT"
 STORAGE_SETTING = "SMTP_SENDERS_RATELIMIT_STORAGE_URI"
 #: Seconds a Redis connect or command may take: a Redis that hangs must not hold a worker.
 #: A ``socket_timeout=`` or ``socket_connect_timeout=`` in the URL's query wins.
@@ -46,7 +49,7 @@ class RateLimitUnavailable(SMTPSendersError):
     """The counters cannot be read or written (Redis down): the send is refused."""
 
 
-def parse_limit(value: Any) -> list[RateLimitItem]:
+def parse_limit(value: Any, setting: str = LIMIT_SETTING) -> list[RateLimitItem]:
     """Every limit of the setting ("5 per minute", or several joined by ";"): all must allow."""
     try:
         items = parse_many(value)
@@ -54,8 +57,8 @@ def parse_limit(value: Any) -> list[RateLimitItem]:
         items = []
     if not items or any(item.amount < 1 for item in items):
         raise ConfigurationError(
-            f"{LIMIT_SETTING} must be a rate limit in `limits` notation, such as "
-            f"'5 per minute', allowing at least one test email; got {value!r}."
+            f"{setting} must be a rate limit in `limits` notation, such as "
+            f"'5 per minute', allowing at least one request; got {value!r}."
         )
     return items
 
@@ -92,6 +95,7 @@ def make_storage(uri: str) -> Storage:
 def validate_config(config: Mapping[str, Any]) -> None:
     """Fail at init_app, naming the setting, instead of at the first test email."""
     parse_limit(config[LIMIT_SETTING])
+    parse_limit(config[WRITE_LIMIT_SETTING], WRITE_LIMIT_SETTING)
     _storage_class(config[STORAGE_SETTING])
 
 
@@ -104,8 +108,9 @@ class TestEmailLimiter:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, limit: str, storage_uri: str, key_prefix: str) -> None:
-        self.items = parse_limit(limit)
+    def __init__(self, limit: str, storage_uri: str, key_prefix: str,
+                 setting: str = LIMIT_SETTING) -> None:
+        self.items = parse_limit(limit, setting)
         self.storage = make_storage(storage_uri)
         self.strategy = MovingWindowRateLimiter(self.storage)
         self.key_prefix = key_prefix
@@ -117,8 +122,12 @@ class TestEmailLimiter:
 
         Raises :class:`RateLimitUnavailable` when the storage fails.
         """
-        keys = [(self.key_prefix, "admin", quote(actor, safe="")),
-                (self.key_prefix, "sender", str(sender_id))]
+        return self.count([(self.key_prefix, "admin", quote(actor, safe="")),
+                           (self.key_prefix, "sender", str(sender_id))])
+
+    def count(self, keys: list[tuple[str, ...]]) -> int | None:
+        """Count one request on every key: None, or the seconds to wait when a limit of
+        any key is reached (then nothing is counted). Raises RateLimitUnavailable."""
         checks = [(item, key) for item in self.items for key in keys]
         try:
             # test() first, so a request refused by one limit uses up none of the others;
@@ -134,8 +143,8 @@ class TestEmailLimiter:
             reset = max(self.strategy.get_window_stats(item, *key).reset_time
                         for item, key in blocked)
         except LimitsStorageError as exc:
-            log.error("rate-limit storage %s failed (%s: %s); refusing Send Test Email",
-                      self._where, type(exc.storage_error).__name__, exc.storage_error)
+            log.error("rate-limit storage %s failed (%s); refusing the request",
+                      self._where, type(exc.storage_error).__name__)
             raise RateLimitUnavailable("the rate-limit storage cannot be reached") from None
         return max(1, math.ceil(reset - time.time()))
 
@@ -151,17 +160,21 @@ def _describe(uri: str) -> str:
     return f"{parts.scheme}://{host}{f':{port}' if port else ''}{parts.path}"
 
 
-def limiter_for(app: Flask) -> TestEmailLimiter:
-    """The app's limiter, built at first use (after any fork of the workers)."""
-    limiter = app.extensions.get(EXTENSION_KEY)
+def limiter_for(app: Flask, setting: str = LIMIT_SETTING) -> TestEmailLimiter:
+    """The app's limiter for ``setting`` (test emails, or writes), built at first use
+    (after any fork of the workers)."""
+    key = EXTENSION_KEY if setting == LIMIT_SETTING else f"{EXTENSION_KEY}:{setting}"
+    limiter = app.extensions.get(key)
     if limiter is None:
         with _build_lock:
-            limiter = app.extensions.get(EXTENSION_KEY)
+            limiter = app.extensions.get(key)
             if limiter is None:
-                limiter = TestEmailLimiter(app.config[LIMIT_SETTING],
-                                           app.config[STORAGE_SETTING],
-                                           f"flask_smtp_senders:{app.name}")
-                app.extensions[EXTENSION_KEY] = limiter
+                prefix = f"flask_smtp_senders:{app.name}"
+                if setting != LIMIT_SETTING:
+                    prefix += ":writes"
+                limiter = TestEmailLimiter(app.config[setting], app.config[STORAGE_SETTING],
+                                           prefix, setting)
+                app.extensions[key] = limiter
     return limiter
 
 
@@ -173,9 +186,14 @@ def check_test_email(sender_id: int) -> int | None:
     client's and not the proxy's).
     """
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    return limiter_for(app).check(_administrator(app), sender_id)
+
+
+def _administrator(app: Flask) -> str:
+    """Who the counters count: the ``smtp_senders_actor`` hook's answer, else the client's
+    address."""
     actor = app.extensions["smtp_senders"].hooks.smtp_senders_actor()
-    who = f"actor:{actor}" if actor else f"address:{request.remote_addr or 'unknown'}"
-    return limiter_for(app).check(who, sender_id)
+    return f"actor:{actor}" if actor else f"address:{request.remote_addr or 'unknown'}"
 
 
 @dataclass(frozen=True)
@@ -186,6 +204,24 @@ class Refusal:
     #: 429 (the limit is reached) or 503 (the counters cannot be reached).
     status: int
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def write_refusal() -> Refusal | None:
+    """Case G5: count one change (create, edit, delete, make default) by the current
+    request's administrator: None to go on, or the refusal (429 with Retry-After, 503 when
+    the counters cannot be reached). A bound on how fast anyone can try things through
+    the save buttons, guessed passwords included."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    limiter = limiter_for(app, WRITE_LIMIT_SETTING)
+    try:
+        retry_after = limiter.count([(limiter.key_prefix, "admin",
+                                      quote(_administrator(app), safe=""))])
+    except RateLimitUnavailable:
+        return Refusal(message(app.config, "rate_limit_unavailable_writes"), 503)
+    if retry_after is None:
+        return None
+    return Refusal(message(app.config, "writes_rate_limited", retry_after=str(retry_after)),
+                   429, {"Retry-After": str(retry_after)})
 
 
 def test_email_refusal(sender_id: int) -> Refusal | None:

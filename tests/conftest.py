@@ -144,6 +144,9 @@ def make_app(database: Database, tls_material, fernet_key):
             SMTP_SENDERS_TIMEOUT=5.0,
             SMTP_SENDERS_EHLO_NAME="client.test",
             SMTP_SENDERS_ALLOW_LOOPBACK=True,  # every test server is on loopback
+            # tests save far faster than an administrator; tests/test_write_rate_limit.py
+            # sets the limit it checks
+            SMTP_SENDERS_WRITE_RATE_LIMIT="100000 per minute",
             # DNS lookups only where a test starts a DNS server (example_app/dns_server.py)
             SMTP_SENDERS_DOMAIN_ADVICE=False,
         )

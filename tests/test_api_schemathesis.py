@@ -261,6 +261,7 @@ def portal(database: Database, tls_material, smtp_server, tmp_path) -> Iterator[
         "SMTP_SENDERS_OPERATION_TIMEOUT": 2.0,
         "SMTP_SENDERS_EHLO_NAME": "client.test",
         "SMTP_SENDERS_TEST_EMAIL_RATE_LIMIT": "100000 per minute",
+        "SMTP_SENDERS_WRITE_RATE_LIMIT": "100000 per minute",
         "EXAMPLE_API_TOKEN": TOKEN,
         "EXAMPLE_ADMIN_PASSWORD": "unused-" + secrets.token_hex(8),
     })

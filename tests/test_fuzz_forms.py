@@ -2,8 +2,9 @@
 
 Each test builds its app once (function-scoped fixtures, hence the suppressed health check)
 and reuses it for every example, so each example checks its own before/after state. What
-is fuzzed: control characters (CR, LF, NUL, NEL, LS, PS...), every code point but
-surrogates (astral ones included), values up to 20 KB, empty values and missing fields.
+is fuzzed: control characters (CR, LF, NUL, NEL, LS, PS...), RFC 2047 encoded words
+that hide them (Case G1), every code point but surrogates (astral ones included; lone
+surrogates are tests/test_bad_data_g7.py's), values up to 20 KB, empty values and missing fields.
 The answer must never be a 5xx; a refusal (4xx) must leave everything as it was; a
 success must have stored exactly what validation made of the input. SQLite only: the
 database plays no part in what is checked.
@@ -37,7 +38,10 @@ FUZZ_SETTINGS = settings(max_examples=60, deadline=None, database=None, print_bl
                          suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 CONTROL = st.sampled_from(["\r", "\n", "\r\n", "\x00", "\t", "\x0b", "\x0c", "\x1b", "\x7f",
-                           "\x85", "\u2028", "\u2029", "\ufeff", "\u200b", "\u202e"])
+                           "\x85", "\u2028", "\u2029", "\ufeff", "\u200b", "\u202e",
+                           # Case G1: encoded words hiding a line break, q and b
+                           "=?utf-8?q?=0D=0ABcc:_x@evil.example?=", "=?utf-8?b?DQpCY2M6IHg=?=",
+                           "=?utf-8?q?caf=C3=A9?="])
 CHARS = st.characters(codec="utf-8")  # every code point but the surrogates
 #: Up to 20 KB of UTF-8: one character repeated.
 HUGE = st.builds(lambda char, size: char * max(1, size // len(char.encode("utf-8"))),
@@ -60,7 +64,7 @@ VALID = {
     "password": ["Fuzz-Pa55", "p#;'\"\\ ünï 🔑"],
     "server_name": ["smtp.example.com", "mail.bücher.example", "127.0.0.1"],
     "port": ["587", "465", "", "2525"],
-    "from_name": ["", "Acme", "Chère équipe"],
+    "from_name": ["", "Acme", "Chère équipe", "=?utf-8?q?Acme=0D=0ABcc:_x@evil.example?="],
     "from_address": ["noreply@example.com", "noreply@bücher.example"],
     "reply_to_name": ["", "Support"],
     "reply_to_address": ["", "help@example.com"],

@@ -25,7 +25,7 @@ from flask import Flask, request
 from flask_sqlalchemy import SQLAlchemy
 from limits.storage import MemoryStorage, RedisStorage
 
-from flask_smtp_senders import SMTPSenders, hookimpl
+from flask_smtp_senders import SenderSettings, SMTPSenders, get_service, hookimpl
 from flask_smtp_senders.config import DEFAULTS
 from flask_smtp_senders.errors import ConfigurationError
 from flask_smtp_senders.ratelimit import (
@@ -255,6 +255,7 @@ def test_unknown_storage_is_a_configuration_error_that_hides_the_uri():
     """Case C7 / D2: the error names the setting but never echoes a password in the URI."""
     with pytest.raises(ConfigurationError, match="SMTP_SENDERS_RATELIMIT_STORAGE_URI") as err:
         validate_config({"SMTP_SENDERS_TEST_EMAIL_RATE_LIMIT": "5 per minute",
+                         "SMTP_SENDERS_WRITE_RATE_LIMIT": "30 per minute",
                          "SMTP_SENDERS_RATELIMIT_STORAGE_URI": "memcached://u:hunter2@h:1"})
     assert "hunter2" not in str(err.value)
 
@@ -266,12 +267,22 @@ def test_unknown_storage_is_a_configuration_error_that_hides_the_uri():
 def test_unreachable_redis_refuses_with_503_and_sends_nothing(named_app, server, kind,
                                                               closed_port, silent_server,
                                                               caplog):
-    """Case C7: no counter, no send; a clear 503 and a log line, never a 500."""
+    """Cases C7, G5: no counter, no send and no save; a clear 503 and a log line, never
+    a 500."""
     port = closed_port if kind == "refused" else silent_server.port
-    client = named_app(SMTP_SENDERS_RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{port}/0",
-                       ).test_client()
-    sender_url = new_sender(client, server)
+    app = named_app(SMTP_SENDERS_RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{port}/0")
+    client = app.test_client()
+    with app.test_request_context():  # not through the page: its save would count (refused)
+        sender = get_service(app).create_sender(SenderSettings(
+            username="alice", server_name=SERVER_NAME, port=server.port,
+            from_address="noreply@example.com"), "s3cret")
+    sender_url = f"/settings/senders/{sender.id}"
     data = {"csrf_token": csrf(client.get(sender_url).data), "recipient": "to@acme.com"}
+    saved = create(client, server_name=SERVER_NAME, port=str(server.port), password="s3cret")
+    assert saved.status_code == 503
+    assert DEFAULTS["SMTP_SENDERS_MSG_RATE_LIMIT_UNAVAILABLE_WRITES"].encode() in saved.data
+    with app.app_context():
+        assert [s.id for s in get_service(app).list_senders()] == [sender.id]
     with caplog.at_level(logging.ERROR, logger="flask_smtp_senders.ratelimit"):
         answer = client.post(f"{sender_url}/test", headers={**JSON, "X-Admin": "ann"},
                              data=data)
@@ -281,7 +292,7 @@ def test_unreachable_redis_refuses_with_503_and_sends_nothing(named_app, server,
     assert answer.json == {"ok": False, "message": unavailable}
     assert page.status_code == 503 and unavailable.encode() in page.data
     assert server.messages == [] and server.connections == 0
-    assert any("refusing Send Test Email" in r.getMessage() for r in caplog.records)
+    assert any("refusing the request" in r.getMessage() for r in caplog.records)
 
 
 # -- Redis ------------------------------------------------------------------------------

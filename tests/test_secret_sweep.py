@@ -193,6 +193,8 @@ def test_the_password_token_and_auth_base64_appear_nowhere(make_app, smtp_server
     page("edit with the modal", "get", f"{url}?test=1")
     stale = {**form_values(edit.data), "csrf_token": csrf(edit.data)}
     page("edit with errors", "post", url, data={**stale, "port": "0", "password": PASSWORD})
+    page("edit with a hidden line break (Case G1)", "post", url, data={
+        **stale, "from_name": "=?utf-8?q?Acme=0D=0ABcc:_x@evil.example?=", "password": PASSWORD})
     for accept, where in ((JSON, "json"), ({}, "page")):
         page(f"test email passed ({where})", "post", f"{url}/test", headers=accept,
              follow_redirects=True, data={"csrf_token": token, "recipient": RECIPIENT})
