@@ -20,6 +20,7 @@ lint: install
 test: lint
 	$(PY) -m pytest
 	$(PY) scripts/case_coverage.py
+	$(PY) scripts/import_layers.py
 	$(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
 
 # The example admin portal on http://127.0.0.1:5000 with a local mail catcher (Ctrl-C stops).

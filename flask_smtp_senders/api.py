@@ -41,10 +41,10 @@ from .errors import (
     SenderNotFound,
     StorageError,
 )
-from .extension import get_service, is_api_path
 from .public import sender_as_dict, sender_tag
 from .ratelimit import test_email_refusal, write_refusal
 from .service import CheckResult, TestEmailResult
+from .state import get_service, is_api_path
 from .store import Sender
 from .validation import (
     MSG_REQUIRED,

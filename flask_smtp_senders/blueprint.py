@@ -31,7 +31,6 @@ from wtforms import ValidationError
 
 from .config import message
 from .errors import AuditFailed, ConcurrentUpdate, SenderNotFound, StorageError
-from .extension import get_service, security_headers
 from .forms import (
     CheckConnectionForm,
     DefaultForm,
@@ -43,7 +42,9 @@ from .forms import (
 from .public import sender_tag
 from .ratelimit import Refusal, test_email_refusal, write_refusal
 from .service import CheckResult, TestEmailResult
+from .state import get_service
 from .store import Sender
+from .web_headers import security_headers
 
 bp = Blueprint("smtp_senders", __name__, template_folder="templates",
                static_folder="static/smtp_senders",

@@ -30,13 +30,22 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from cryptography.fernet import Fernet
-from flask.cli import AppGroup
 from sqlalchemy.exc import SQLAlchemyError
 
+from .cli_group import (
+    EXIT_CHECK_FAILED,
+    EXIT_NOTHING_CHECKED,
+    EXIT_UNEXPECTED,
+    EXIT_UNREADABLE,
+    EXIT_UPGRADE_FAILED,
+    cli,
+    describe,
+    nothing_changed,
+)
 from .crypto import KEYS_SETTING
 from .errors import AuditFailed, ConcurrentUpdate, InvalidSenderData, SenderNotFound, StorageError
-from .extension import get_service
 from .public import sender_as_dict
+from .state import get_service
 from .validation import validate_recipient
 
 if TYPE_CHECKING:
@@ -44,18 +53,6 @@ if TYPE_CHECKING:
     from .store import Sender
 
 log = logging.getLogger(__name__)
-
-cli = AppGroup("smtp-senders", help="Manage flask-smtp-senders (keys, senders).")
-
-EXIT_UNREADABLE = 1
-EXIT_NOTHING_CHANGED = 2
-EXIT_UNEXPECTED = 3
-#: ``check``: some sender failed its check / nothing could be checked (same codes).
-EXIT_CHECK_FAILED = 1
-EXIT_NOTHING_CHECKED = 2
-#: ``upgrade``: the schema could not be brought up to date (database unreachable, ...).
-EXIT_UPGRADE_FAILED = 1
-
 
 def _senders(count: int) -> str:
     return f"{count} sender" if count == 1 else f"{count} senders"
@@ -97,13 +94,13 @@ def rotate_keys() -> None:
 
             rotated, unreadable = service.rotate_keys(progress=advance)
     except AuditFailed:
-        _nothing_changed("the audit hook failed (see the log), so the rotation was "
+        nothing_changed("the audit hook failed (see the log), so the rotation was "
                          "rolled back.")
     except StorageError:
-        _nothing_changed("the sender database failed (see the log), so the rotation was "
+        nothing_changed("the sender database failed (see the log), so the rotation was "
                          "rolled back; try again.")
     except ConcurrentUpdate:
-        _nothing_changed("the senders changed during the rotation, so it was rolled "
+        nothing_changed("the senders changed during the rotation, so it was rolled "
                          "back; run it again.")
     except Exception as exc:  # a distinct code: 1 would read as "done, some unreadable"
         log.exception("rotate-keys failed")
@@ -230,15 +227,7 @@ def show_sender(sender_id: int, as_json: bool) -> None:
 
 
 def _sender_line(sender: Sender) -> str:
-    return f"#{sender.id} {_describe(sender)}: {sender.test_state.label}"
-
-
-def _describe(sender: Sender, *, default: bool = True) -> str:
-    """Server, mode and From Address, for a one-line message (never a secret)."""
-    settings = sender.settings
-    marker = " (default)" if default and sender.is_default else ""
-    return (f"{settings.server_name}:{settings.port} {sender.security.value} "
-            f"<{settings.from_address}>{marker}")
+    return f"#{sender.id} {describe(sender)}: {sender.test_state.label}"
 
 
 def _nothing_read(reason: str) -> NoReturn:
@@ -318,11 +307,6 @@ def _check_as_dict(sender: Sender, result: CheckResult) -> dict[str, Any]:
 def _nothing_checked(reason: str) -> NoReturn:
     click.echo(f"Error: nothing was checked: {reason}", err=True)
     raise click.exceptions.Exit(EXIT_NOTHING_CHECKED)
-
-
-def _nothing_changed(reason: str) -> NoReturn:
-    click.echo(f"Error: nothing was changed: {reason}", err=True)
-    raise click.exceptions.Exit(EXIT_NOTHING_CHANGED)
 
 
 from . import cli_changes  # noqa: E402, F401 - add, edit, delete, set-default, test

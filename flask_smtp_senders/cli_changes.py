@@ -34,10 +34,10 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from .cli import EXIT_NOTHING_CHANGED, EXIT_UNEXPECTED, _describe, _nothing_changed, cli
+from .cli_group import EXIT_NOTHING_CHANGED, EXIT_UNEXPECTED, cli, describe, nothing_changed
 from .errors import AuditFailed, ConcurrentUpdate, InvalidSenderData, SenderNotFound, StorageError
-from .extension import get_service
 from .public import sender_as_dict
+from .state import get_service
 from .validation import DEFAULT_PORT, SenderSettings, validate_password, validate_settings
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def add_sender(username: str | None, server_name: str | None, port: str | None,
     if as_json:
         click.echo(json.dumps(sender_as_dict(sender), indent=2))
         return
-    click.echo(f"Added sender #{sender.id} {_describe(sender)}.")
+    click.echo(f"Added sender #{sender.id} {describe(sender)}.")
     click.echo(f"Send it a test email: flask smtp-senders test {sender.id} --to ADDRESS",
                err=True)
 
@@ -177,18 +177,18 @@ def delete_sender(sender_id: int, yes: bool, expected_version: int | None,
     when nothing was deleted (also without a terminal to confirm and without --yes).
     """
     if not yes and not _interactive():
-        _nothing_changed("stdin is not a terminal, so the deletion cannot be confirmed; "
+        nothing_changed("stdin is not a terminal, so the deletion cannot be confirmed; "
                          "pass --yes.")
     service = get_service()
     sender = _change("delete", as_json, lambda: service.get_sender(sender_id), sender_id)
     if not yes:
         try:
-            confirmed = click.confirm(f"Delete sender #{sender.id} {_describe(sender)}?",
+            confirmed = click.confirm(f"Delete sender #{sender.id} {describe(sender)}?",
                                       err=True)
         except click.Abort:
             confirmed = False
         if not confirmed:
-            _nothing_changed("the deletion was not confirmed.")
+            nothing_changed("the deletion was not confirmed.")
     version = sender.version if expected_version is None else expected_version
     _change("delete", as_json, lambda: service.delete_sender(sender_id, version), sender_id)
     if as_json:
@@ -212,7 +212,7 @@ def set_default(sender_id: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(sender_as_dict(sender), indent=2))
         return
-    click.echo(f"Sender #{sender.id} {_describe(sender, default=False)} is now the default.")
+    click.echo(f"Sender #{sender.id} {describe(sender, default=False)} is now the default.")
 
 
 @cli.command("test")
@@ -264,12 +264,12 @@ def _interactive() -> bool:
 def _check_password_source(password_env: str | None, password_stdin: bool) -> None:
     """Fail before anything is read when the password could not be had (never hang)."""
     if password_env is not None and password_stdin:
-        _nothing_changed("give the password one way: --password-env or --password-stdin.")
+        nothing_changed("give the password one way: --password-env or --password-stdin.")
     if password_stdin and _interactive():
-        _nothing_changed("--password-stdin reads a pipe, and stdin is a terminal (the "
+        nothing_changed("--password-stdin reads a pipe, and stdin is a terminal (the "
                          "password would be shown): leave it out to be prompted.")
     if password_env is None and not password_stdin and not _interactive():
-        _nothing_changed("no password: stdin is not a terminal, so pass --password-stdin "
+        nothing_changed("no password: stdin is not a terminal, so pass --password-stdin "
                          "(and pipe it) or --password-env NAME.")
 
 
@@ -279,7 +279,7 @@ def _read_password(password_env: str | None, password_stdin: bool, as_json: bool
     if password_env is not None:
         password = os.environ.get(password_env)
         if password is None:
-            _nothing_changed(f"the environment variable {password_env} (--password-env) "
+            nothing_changed(f"the environment variable {password_env} (--password-env) "
                              "is not set.")
     elif password_stdin:
         password = sys.stdin.readline() if sys.stdin is not None else ""
@@ -290,7 +290,7 @@ def _read_password(password_env: str | None, password_stdin: bool, as_json: bool
             password = click.prompt(prompt, hide_input=True, confirmation_prompt=True,
                                     err=True)
         except click.Abort:
-            _nothing_changed("no password was entered.")
+            nothing_changed("no password was entered.")
     try:
         return validate_password(password)
     except InvalidSenderData as invalid:
@@ -313,15 +313,15 @@ def _change(command: str, as_json: bool, action: Callable[[], T],
     except InvalidSenderData as invalid:
         _invalid(invalid.errors, as_json)
     except SenderNotFound:
-        _nothing_changed(f"there is no sender with id {sender_id}.")
+        nothing_changed(f"there is no sender with id {sender_id}.")
     except ConcurrentUpdate:
-        _nothing_changed(f"sender #{sender_id} changed since it was read; show it again "
+        nothing_changed(f"sender #{sender_id} changed since it was read; show it again "
                          f"(flask smtp-senders show {sender_id}) and retry.")
     except AuditFailed:
-        _nothing_changed("the audit hook failed (see the log), so the change was rolled "
+        nothing_changed("the audit hook failed (see the log), so the change was rolled "
                          "back.")
     except StorageError:
-        _nothing_changed("the sender database failed (see the log); try again.")
+        nothing_changed("the sender database failed (see the log); try again.")
     except Exception as exc:
         _unexpected(command, exc, " The built-in store commits nothing on an error.")
 

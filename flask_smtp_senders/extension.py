@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask
 
 from . import transport
 from .config import apply_defaults, message
@@ -24,12 +24,13 @@ from .errors import ConfigurationError
 from .hooks import make_plugin_manager
 from .ratelimit import validate_config as validate_rate_limit
 from .service import SenderService
+from .state import EXTENSION_KEY, api_prefix, get_service, is_api_path  # noqa: F401 - re-exported
 from .store import SenderStore
+from .web_headers import api_headers, security_headers  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from .sending import SendResult
 
-EXTENSION_KEY = "smtp_senders"
 
 _STAGE_MESSAGES = {
     "resolve": "resolve_failed",
@@ -98,7 +99,7 @@ class SMTPSenders:
             from .api import api
 
             app.register_blueprint(api, url_prefix=api_prefix(config))
-            app.after_request(_api_headers)
+            app.after_request(api_headers)
         if config["SMTP_SENDERS_CREATE_TABLES"] and hasattr(store, "create_tables"):
             # Create or upgrade the table (the built-in store runs our migrations).
             from .schema import NewerSchema
@@ -123,54 +124,6 @@ class SMTPSenders:
                   sender: int | None = None) -> list[SendResult]:
         """Send a batch over pooled, parallel connections; one SendResult per message."""
         return get_service().mailer.send_many(messages, sender)
-
-
-def api_prefix(config: Any) -> str:
-    """Where the JSON API is mounted: ``/api`` under the pages' prefix."""
-    return config["SMTP_SENDERS_URL_PREFIX"].rstrip("/") + "/api"
-
-
-def is_api_path(config: Any, path: str) -> bool:
-    """Whether ``path`` is under the JSON API (a host may answer those calls in JSON)."""
-    root = api_prefix(config)
-    return path == root or path.startswith(root + "/")
-
-
-#: What the API's answers carry (JSON is never a page to frame or run scripts in).
-API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
-
-
-def security_headers(response: Response, policy: str | None, *,
-                     no_store: bool = True) -> Response:
-    """Add our defaults to ``response`` without replacing any the host set already (a
-    host-wide Content-Security-Policy or X-Frame-Options of its own wins): the CSP
-    ``policy``, ``X-Frame-Options: SAMEORIGIN`` (for browsers without frame-ancestors),
-    ``X-Content-Type-Options: nosniff`` and, when ``no_store``, ``Cache-Control:
-    no-store`` (sender settings never go to a cache)."""
-    headers = response.headers
-    if policy and "Content-Security-Policy" not in headers:
-        headers["Content-Security-Policy"] = policy
-    headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    if no_store and "Cache-Control" not in headers:
-        headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _api_headers(response: Response) -> Response:
-    """The API's answers (problems for unknown routes included) get the headers too."""
-    if request.blueprint == "smtp_senders_api" or is_api_path(current_app.config,
-                                                              request.path):
-        security_headers(response, API_CONTENT_SECURITY_POLICY)
-    return response
-
-
-def get_service(app: Flask | None = None) -> SenderService:
-    app = app or current_app
-    try:
-        return app.extensions[EXTENSION_KEY]
-    except KeyError:
-        raise RuntimeError("SMTPSenders.init_app() was not called for this app") from None
 
 
 def _seconds(config: dict[str, Any], key: str) -> float:

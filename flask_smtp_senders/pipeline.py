@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from .diagnostics import Trace
+from .domain import ServerAddress
 from .errors import DeliveryError
-from .smtp_session import _SMTP, Deadline, Scrubber, ServerAddress, _classify, log
+from .smtp_session import _SMTP, Deadline, Scrubber, _classify, log
 
 #: The envelope's stages (a transaction's ``stage``) as diagnostic stages.
 _TRACE_STAGES = {"sender": "mail", "recipient": "rcpt", "data": "data"}

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
-from typing import TYPE_CHECKING
+from typing import Any
 
 from flask import current_app
 
@@ -32,14 +32,11 @@ from .errors import (
     PasswordUnreadable,
     SenderNotFound,
 )
-from .events import MessageFailed, MessageSent
+from .events import AuditEvent, MessageFailed, MessageSent
 from .messages import SenderHeaders, message_id
 from .outgoing import detached_copy, envelope_recipients, seven_bit_bytes, wire_bytes
 from .store import Sender
 from .validation import AddressRules
-
-if TYPE_CHECKING:
-    from .service import SenderService
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +59,53 @@ class SendResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class MailerDeps:
+    """What a Mailer asks of the rest of the extension, handed to it at construction
+    (this module imports nothing that uses it). Each is called at the moment it is needed."""
+
+    #: The sender as stored now; raises SenderNotFound.
+    get_sender: Callable[[int], Sender]
+    #: The default sender; raises SenderNotFound when there is none.
+    default_sender: Callable[[], Sender]
+    #: The sender's password for its current destination; raises PasswordUnreadable
+    #: (CredentialNotBound).
+    secret_for: Callable[[Sender], Secret]
+    #: Who is sending, for the audit (the smtp_senders_actor hook).
+    actor: Callable[[], str | None]
+    #: The smtp_senders_prepare_message hook: (message, sender, purpose).
+    prepare_message: Callable[[Message, Sender, str], object]
+    #: Records a send's audit event; must not raise (a message cannot be unsent).
+    audit: Callable[[AuditEvent], None]
+
+
+@dataclass(frozen=True)
+class MailerSettings:
+    """The configuration a Mailer reads, once, when it is made."""
+
+    transport_options: transport.TransportOptions
+    #: SMTP_SENDERS_POOL_IDLE_TIMEOUT
+    idle_timeout: float
+    #: SMTP_SENDERS_MAX_CONNECTIONS
+    max_connections: int
+    #: SMTP_SENDERS_SEND_RETRIES
+    retries: int
+    #: SMTP_SENDERS_RETRY_BACKOFF
+    backoff: float
+    #: SMTP_SENDERS_SMTPUTF8, SMTP_SENDERS_ALLOW_INTERNAL_DOMAINS
+    rules: AddressRules
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any],
+                    options: transport.TransportOptions) -> MailerSettings:
+        return cls(options,
+                   idle_timeout=float(config["SMTP_SENDERS_POOL_IDLE_TIMEOUT"]),
+                   max_connections=int(config["SMTP_SENDERS_MAX_CONNECTIONS"]),
+                   retries=int(config["SMTP_SENDERS_SEND_RETRIES"]),
+                   backoff=float(config["SMTP_SENDERS_RETRY_BACKOFF"]),
+                   rules=AddressRules.from_config(config))
 
 
 @dataclass(frozen=True)
@@ -173,15 +217,13 @@ class ConnectionPool:
 class Mailer:
     """``send`` and ``send_many`` for one app; reach it as ``SMTPSenders.service.mailer``."""
 
-    def __init__(self, service: SenderService) -> None:
-        config = service.config
-        self._service = service
-        self.pool = ConnectionPool(service.transport_options,
-                                   float(config["SMTP_SENDERS_POOL_IDLE_TIMEOUT"]))
-        self._max_connections = int(config["SMTP_SENDERS_MAX_CONNECTIONS"])
-        self._retries = int(config["SMTP_SENDERS_SEND_RETRIES"])
-        self._backoff = float(config["SMTP_SENDERS_RETRY_BACKOFF"])
-        self._rules = AddressRules.from_config(config)
+    def __init__(self, deps: MailerDeps, settings: MailerSettings) -> None:
+        self._deps = deps
+        self.pool = ConnectionPool(settings.transport_options, settings.idle_timeout)
+        self._max_connections = settings.max_connections
+        self._retries = settings.retries
+        self._backoff = settings.backoff
+        self._rules = settings.rules
         self._lock = threading.Lock()
         self._routes: dict[int, _Route] = {}
         self._gone: set[int] = set()
@@ -252,7 +294,7 @@ class Mailer:
             with ThreadPoolExecutor(workers, thread_name_prefix="smtp-senders") as pool:
                 for future in [pool.submit(run) for _ in range(workers)]:
                     future.result()
-        actor = self._service.hooks.smtp_senders_actor()
+        actor = self._deps.actor()
         done = [result for result in results if result is not None]
         for envelope, result in zip(envelopes, done, strict=True):
             self._audit(actor, sender_id, envelope, result)
@@ -275,7 +317,7 @@ class Mailer:
         if isinstance(sender, Sender):
             return sender.id
         if sender is None:
-            return self._service.default_sender().id
+            return self._deps.default_sender().id
         return int(sender)
 
     def _refuse_all(self, sender_id: int, count: int,
@@ -283,7 +325,7 @@ class Mailer:
         """One failed, audited result per message, when the password (or a saved address)
         cannot be used."""
         results = [SendResult(None, error=error) for _ in range(count)]
-        actor = self._service.hooks.smtp_senders_actor()
+        actor = self._deps.actor()
         for result in results:
             self._audit(actor, sender_id, None, result)
         return results
@@ -292,14 +334,14 @@ class Mailer:
         """Read the sender once per call (another process may have edited it) and decrypt
         its password only when it changed; a password not bound to the sender's current
         destination is refused (CredentialNotBound) and the old route dropped."""
-        sender = self._service.get_sender(sender_id)
+        sender = self._deps.get_sender(sender_id)
         with self._lock:
             self._gone.discard(sender_id)
             cached = self._routes.get(sender_id)
             if cached is not None and cached.serves(sender):
                 return cached
         try:
-            secret = self._service.secret_for(sender)
+            secret = self._deps.secret_for(sender)
         except PasswordUnreadable:
             with self._lock:
                 self._routes.pop(sender_id, None)
@@ -334,8 +376,7 @@ class Mailer:
         never changed (outgoing.py says what the copy gets)."""
         message = detached_copy(message)
         route.headers.apply(message)
-        self._service.hooks.smtp_senders_prepare_message(
-            message=message, sender=route.sender, purpose="notification")
+        self._deps.prepare_message(message, route.sender, "notification")
         recipients = envelope_recipients(message, self._rules)
         from_addr = route.headers.envelope_from
         data, smtputf8 = wire_bytes(message, (from_addr, *recipients), self._rules)
@@ -355,7 +396,7 @@ class Mailer:
             event = MessageFailed(actor=actor, sender_id=sender_id,
                                   recipients=envelope.recipients if envelope else (),
                                   stage=stage)
-        self._service._audit_send(event)
+        self._deps.audit(event)
 
 
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
@@ -45,6 +45,7 @@ from .events import (
 )
 from .messages import build_test_message
 from .outgoing import seven_bit_bytes, wire_bytes
+from .sending import Mailer, MailerDeps, MailerSettings
 from .store import Sender, SenderStore, destination
 from .validation import (
     AddressRules,
@@ -54,9 +55,6 @@ from .validation import (
     validate_settings,
     wire_address,
 )
-
-if TYPE_CHECKING:
-    from .sending import Mailer
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +130,19 @@ class SenderService:
     @functools.cached_property
     def mailer(self) -> Mailer:
         """The host-facing sending API (``send`` / ``send_many``) with its pool."""
-        from .sending import Mailer
-
-        return Mailer(self)
+        # Each callable looks its target up on this service when called, as the Mailer
+        # did when it held the service itself.
+        deps = MailerDeps(
+            get_sender=lambda sender_id: self.get_sender(sender_id),
+            default_sender=lambda: self.default_sender(),
+            secret_for=lambda sender: self.secret_for(sender),
+            actor=lambda: self.hooks.smtp_senders_actor(),
+            prepare_message=lambda message, sender, purpose: (
+                self.hooks.smtp_senders_prepare_message(
+                    message=message, sender=sender, purpose=purpose)),
+            audit=lambda event: self.audit_send(event),
+        )
+        return Mailer(deps, MailerSettings.from_config(self.config, self.transport_options))
 
     # -- authorisation and audit ------------------------------------------------------
 
@@ -157,7 +165,9 @@ class SenderService:
             log.exception("smtp_senders_audit raised for %s; rolling back", event.action)
             raise AuditFailed(f"the audit hook failed for {event.action}") from None
 
-    def _audit_send(self, event: AuditEvent) -> None:
+    def audit_send(self, event: AuditEvent) -> None:
+        """Audit a send, a test or a check after the fact: a failing audit hook is
+        logged, never raised (what was sent cannot be unsent)."""
         try:
             self.hooks.smtp_senders_audit(event=event)
         except Exception:
@@ -331,10 +341,10 @@ class SenderService:
         except StorageError:  # the send happened; its result still goes to the user
             log.warning("could not record the test result of sender %s", sender.id)
         if result.ok:
-            self._audit_send(TestEmailSent(actor=actor, sender_id=sender.id,
+            self.audit_send(TestEmailSent(actor=actor, sender_id=sender.id,
                                            recipient=recipient))
         else:
-            self._audit_send(TestEmailFailed(actor=actor, sender_id=sender.id,
+            self.audit_send(TestEmailFailed(actor=actor, sender_id=sender.id,
                                              recipient=recipient, stage=result.stage or ""))
         return result
 
@@ -410,7 +420,7 @@ class SenderService:
         actor = self._actor()
         result = self._check(sender, recipient)
         self._record_check(sender, result)
-        self._audit_send(ConnectionChecked(actor=actor, sender_id=sender.id,
+        self.audit_send(ConnectionChecked(actor=actor, sender_id=sender.id,
                                            outcome="success" if result.ok else "failure",
                                            stage=result.stage or ""))
         return result

@@ -22,7 +22,6 @@ reach an authenticated session is read apart from what is sent over it
 from __future__ import annotations
 
 import base64
-import enum
 import errno
 import hashlib
 import hmac
@@ -40,13 +39,12 @@ from dataclasses import dataclass
 from .crypto import Secret
 from .destinations import DestinationPolicy, is_metadata_name
 from .diagnostics import NO_TRACE, Trace
+from .domain import Security, ServerAddress, security_for_port
 from .errors import DeliveryError, SMTPTimeout
 
 #: The transport's one log, whichever of its modules writes: docs/configuration.md names
 #: it, and hosts route or silence it by that name.
 log = logging.getLogger("flask_smtp_senders.transport")
-
-STARTTLS_PORTS = frozenset({25, 587, 2525})
 
 #: Bounds on one reply (the greeting, EHLO's, any command's, pipelined or not). Why: the
 #: deadline bounds time, not memory; smtplib's getreply() keeps every continuation line of
@@ -59,23 +57,6 @@ MAX_REPLY_BYTES = 64 * 1024
 #: One reply line, CRLF included: smtplib's own limit (_MAXLINE), which RFC 5321's 512
 #: octets (s4.5.3.1.5) would be too strict for: real servers write longer lines.
 MAX_REPLY_LINE = 8192
-
-#: Stages of an exchange, in order; a DeliveryError names the one where it stopped.
-STAGES = ("resolve", "destination", "connect", "tls", "auth", "sender", "recipient", "data",
-          "timeout")
-
-
-class Security(enum.Enum):
-    """How the connection is encrypted."""
-
-    STARTTLS = "STARTTLS"
-    SMTPS = "SMTPS"
-
-
-def security_for_port(port: int) -> Security:
-    """The port rule: 25, 587 and 2525 use SMTP with STARTTLS; every other port uses SMTPS."""
-    return Security.STARTTLS if port in STARTTLS_PORTS else Security.SMTPS
-
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
@@ -90,14 +71,6 @@ def resolve(server_name: str, port: int) -> list[str]:
             seen.append(str(sockaddr[0]))
     return seen
 
-
-@dataclass(frozen=True)
-class ServerAddress:
-    """Where to connect and who to be there; the password travels separately."""
-
-    server_name: str
-    port: int
-    username: str
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from .crypto import Destination, EncryptedPassword, PasswordUnreadable
+from .domain import Security, ServerAddress, security_for_port
 from .errors import (
     ConcurrentUpdate,
     CredentialNotBound,
@@ -41,7 +42,6 @@ from .errors import (
     StorageError,
 )
 from .models import SenderRow
-from .transport import Security, ServerAddress, security_for_port
 from .validation import (
     MSG_PORT,
     MSG_UNENCODABLE,

@@ -33,7 +33,7 @@ from .errors import (
     SMTPSendersError,
     StorageError,
 )
-from .extension import get_service
+from .state import get_service
 from .store import Sender
 
 __all__ = [

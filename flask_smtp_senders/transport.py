@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from .crypto import Secret
 from .diagnostics import NO_TRACE, Trace
+from .domain import STAGES, STARTTLS_PORTS, Security, ServerAddress, security_for_port
 from .pipeline import (
     _TRACE_STAGES,
     Outcome,
@@ -45,20 +46,15 @@ from .pipeline import (
 )
 from .smtp_session import (
     _SMTP,
-    STAGES,
-    STARTTLS_PORTS,
     CredentialsRejected,
     Deadline,
     ReplyTooLarge,
     Scrubber,
-    Security,
-    ServerAddress,
     TransportOptions,
     log,
     open_session,
     resolve,
     scrub,
-    security_for_port,
 )
 
 __all__ = [

@@ -1,0 +1,38 @@
+"""The ``flask smtp-senders`` command group, its exit codes and the one-line description
+of a sender that every command prints: what :mod:`flask_smtp_senders.cli` (keys, list,
+check, upgrade) and :mod:`flask_smtp_senders.cli_changes` (add, edit, delete...) share,
+so that neither imports the other's private names."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+from flask.cli import AppGroup
+
+if TYPE_CHECKING:
+    from .store import Sender
+
+cli = AppGroup("smtp-senders", help="Manage flask-smtp-senders (keys, senders).")
+
+EXIT_UNREADABLE = 1
+EXIT_NOTHING_CHANGED = 2
+EXIT_UNEXPECTED = 3
+#: ``check``: some sender failed its check / nothing could be checked (same codes).
+EXIT_CHECK_FAILED = 1
+EXIT_NOTHING_CHECKED = 2
+#: ``upgrade``: the schema could not be brought up to date (database unreachable, ...).
+EXIT_UPGRADE_FAILED = 1
+
+
+def describe(sender: Sender, *, default: bool = True) -> str:
+    """Server, mode and From Address, for a one-line message (never a secret)."""
+    settings = sender.settings
+    marker = " (default)" if default and sender.is_default else ""
+    return (f"{settings.server_name}:{settings.port} {sender.security.value} "
+            f"<{settings.from_address}>{marker}")
+
+
+def nothing_changed(reason: str) -> NoReturn:
+    click.echo(f"Error: nothing was changed: {reason}", err=True)
+    raise click.exceptions.Exit(EXIT_NOTHING_CHANGED)

@@ -1,0 +1,40 @@
+"""The product's own vocabulary, which every layer may use and which imports nothing of
+ours: the port rule (the contract's: 25, 587 and 2525 use SMTP with STARTTLS, every other
+port SMTPS), where a sender connects, and the names of the stages of an exchange.
+
+Kept apart from the SMTP client (:mod:`flask_smtp_senders.smtp_session`, which
+re-exports these names) so that storage, pages and the CLI can name a sender's mode or a
+stage without importing the network layer.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+STARTTLS_PORTS = frozenset({25, 587, 2525})
+
+#: Stages of an exchange, in order; a DeliveryError names the one where it stopped.
+STAGES = ("resolve", "destination", "connect", "tls", "auth", "sender", "recipient", "data",
+          "timeout")
+
+
+class Security(enum.Enum):
+    """How the connection is encrypted."""
+
+    STARTTLS = "STARTTLS"
+    SMTPS = "SMTPS"
+
+
+def security_for_port(port: int) -> Security:
+    """The port rule: 25, 587 and 2525 use SMTP with STARTTLS; every other port uses SMTPS."""
+    return Security.STARTTLS if port in STARTTLS_PORTS else Security.SMTPS
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """Where to connect and who to be there; the password travels separately."""
+
+    server_name: str
+    port: int
+    username: str
