@@ -31,7 +31,8 @@ def build_app(folder: Path) -> Flask:
     app = Flask("bench")
     app.config.update(SECRET_KEY="bench",  # noqa: S106 - a throwaway app
                       SQLALCHEMY_DATABASE_URI=f"sqlite:///{folder}/b.db",
-                      SMTP_SENDERS_ENCRYPTION_KEYS=[Fernet.generate_key().decode()])
+                      SMTP_SENDERS_ENCRYPTION_KEYS=[Fernet.generate_key().decode()],
+                      SMTP_SENDERS_CREATE_TABLES=True)
     SMTPSenders(app, db=SQLAlchemy(app), plugins=[AllowAll()])
 
     @app.get("/baseline")

@@ -72,7 +72,7 @@ def build_app(url: str, engine_options: dict[str, Any], keys: list[str]) -> Flas
     app.config.update(SECRET_KEY="bench",  # noqa: S106 - a throwaway app
                       SQLALCHEMY_DATABASE_URI=url, SQLALCHEMY_ENGINE_OPTIONS=engine_options,
                       SMTP_SENDERS_ENCRYPTION_KEYS=keys,
-                      SMTP_SENDERS_REGISTER_BLUEPRINT=False)
+                      SMTP_SENDERS_REGISTER_BLUEPRINT=False, SMTP_SENDERS_CREATE_TABLES=True)
     SMTPSenders(app, db=SQLAlchemy(app))
     return app
 

@@ -471,6 +471,7 @@ def make_ours(folder: Path, name: str, server: Any, files: TLSFiles, max_connect
         SMTP_SENDERS_REGISTER_BLUEPRINT=False,
         SMTP_SENDERS_OPERATION_TIMEOUT=10.0,
         SMTP_SENDERS_TIMEOUT=30.0,
+        SMTP_SENDERS_CREATE_TABLES=True,
     )
     plugins: list[object] = [BenchHost()]
     if audit:

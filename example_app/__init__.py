@@ -77,6 +77,10 @@ def _settings(instance: Path, overrides: dict[str, Any]) -> dict[str, Any]:
             os.environ.get("SMTP_SENDERS_CA_FILE") or (str(ca_file) if ca_file.is_file()
                                                        else None)),
         "SMTP_SENDERS_BASE_TEMPLATE": lambda: "layout.html",
+        # ``make demo`` works from a fresh checkout: start-up creates (or upgrades) the
+        # sender table. A real portal leaves this off and runs ``flask smtp-senders
+        # upgrade`` in its deploy step.
+        "SMTP_SENDERS_CREATE_TABLES": lambda: True,
         # The demo's mail catcher listens on 127.0.0.1: a real portal leaves this off.
         "SMTP_SENDERS_ALLOW_LOOPBACK": lambda: True,
         # From-domain advice asks the demo's DNS server (the DNS key of create_app); a

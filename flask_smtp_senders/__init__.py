@@ -20,6 +20,7 @@ from .errors import (
     SMTPSendersError,
     SMTPTimeout,
     StorageError,
+    TableMissing,
 )
 from .extension import SMTPSenders, get_service
 from .hooks import hookimpl
@@ -53,6 +54,7 @@ __all__ = [
     "SenderStore",
     "Stage",
     "StorageError",
+    "TableMissing",
     "TestEmailResult",
     "TestState",
     "events",

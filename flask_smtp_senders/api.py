@@ -40,6 +40,7 @@ from .errors import (
     InvalidSenderData,
     SenderNotFound,
     StorageError,
+    TableMissing,
 )
 from .public import sender_as_dict, sender_tag
 from .ratelimit import test_email_refusal, write_refusal
@@ -178,7 +179,9 @@ def http_problem(error: HTTPException) -> Response:
 
 @api.errorhandler(StorageError)
 def storage_unavailable(error: StorageError) -> Response:
-    return Problem(503, "unavailable", _msg("storage_unavailable")).response()
+    # A missing table says which command creates it (SMTP_SENDERS_MSG_TABLE_MISSING).
+    text = str(error) if isinstance(error, TableMissing) else _msg("storage_unavailable")
+    return Problem(503, "unavailable", text).response()
 
 
 def _problem_for(error: HTTPException) -> Problem:

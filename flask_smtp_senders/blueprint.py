@@ -30,7 +30,7 @@ from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
 from .config import message
-from .errors import AuditFailed, ConcurrentUpdate, SenderNotFound, StorageError
+from .errors import AuditFailed, ConcurrentUpdate, SenderNotFound, StorageError, TableMissing
 from .forms import (
     CheckConnectionForm,
     DefaultForm,
@@ -88,7 +88,8 @@ def add_security_headers(response: Response) -> Response:
 
 @bp.errorhandler(StorageError)
 def storage_unavailable(error: StorageError) -> ResponseReturnValue:
-    text = _msg("storage_unavailable")
+    # A missing table says which command creates it (SMTP_SENDERS_MSG_TABLE_MISSING).
+    text = str(error) if isinstance(error, TableMissing) else _msg("storage_unavailable")
     if _wants_json():
         return jsonify(ok=False, message=text), 503
     return render_template("smtp_senders/unavailable.html", message=text), 503
@@ -141,6 +142,8 @@ def create() -> ResponseReturnValue:
             return _refused(refusal, "smtp_senders/form.html", form=form, sender=None)
         try:
             sender = get_service().create_sender(form.settings, form.password.data)
+        except TableMissing as exc:
+            flash(str(exc), "smtp_senders.error")
         except (AuditFailed, StorageError):
             flash(_msg("save_failed"), "smtp_senders.error")
         else:

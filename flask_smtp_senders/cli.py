@@ -41,6 +41,7 @@ from .cli_group import (
     cli,
     describe,
     nothing_changed,
+    storage_failed,
 )
 from .crypto import KEYS_SETTING
 from .errors import AuditFailed, ConcurrentUpdate, InvalidSenderData, SenderNotFound, StorageError
@@ -96,9 +97,10 @@ def rotate_keys() -> None:
     except AuditFailed:
         nothing_changed("the audit hook failed (see the log), so the rotation was "
                          "rolled back.")
-    except StorageError:
-        nothing_changed("the sender database failed (see the log), so the rotation was "
-                         "rolled back; try again.")
+    except StorageError as exc:
+        nothing_changed(storage_failed(
+            exc, "the sender database failed (see the log), so the rotation was rolled "
+                 "back; try again."))
     except ConcurrentUpdate:
         nothing_changed("the senders changed during the rotation, so it was rolled "
                          "back; run it again.")
@@ -146,8 +148,8 @@ def check(sender_id: int | None, recipient: str | None, as_json: bool) -> None:
         _nothing_checked(f"--to: {invalid.errors.get('recipient', 'not a valid address')}")
     except SenderNotFound:
         _nothing_checked(f"there is no sender with id {sender_id}.")
-    except StorageError:
-        _nothing_checked("the sender database failed (see the log); try again.")
+    except StorageError as exc:
+        _nothing_checked(storage_failed(exc))
 
     results: list[tuple[Sender, CheckResult]] = []
     try:
@@ -161,8 +163,8 @@ def check(sender_id: int | None, recipient: str | None, as_json: bool) -> None:
                        for sender in senders]
     except SenderNotFound:  # deleted while the others were checked
         _nothing_checked("a sender was deleted during the check; run it again.")
-    except StorageError:
-        _nothing_checked("the sender database failed (see the log); try again.")
+    except StorageError as exc:
+        _nothing_checked(storage_failed(exc))
     except Exception as exc:
         log.exception("check failed")
         click.echo(f"Error: check failed unexpectedly ({type(exc).__name__}); see the log.",
@@ -194,8 +196,8 @@ def list_senders(as_json: bool) -> None:
     """
     try:
         senders = get_service().list_senders()
-    except StorageError:
-        _nothing_read("the sender database failed (see the log); try again.")
+    except StorageError as exc:
+        _nothing_read(storage_failed(exc))
     if as_json:
         click.echo(json.dumps([sender_as_dict(sender) for sender in senders], indent=2))
         return
@@ -215,8 +217,8 @@ def show_sender(sender_id: int, as_json: bool) -> None:
         sender = get_service().get_sender(sender_id)
     except SenderNotFound:
         _nothing_read(f"there is no sender with id {sender_id}.")
-    except StorageError:
-        _nothing_read("the sender database failed (see the log); try again.")
+    except StorageError as exc:
+        _nothing_read(storage_failed(exc))
     fields = sender_as_dict(sender)
     if as_json:
         click.echo(json.dumps(fields, indent=2))

@@ -34,7 +34,14 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from .cli_group import EXIT_NOTHING_CHANGED, EXIT_UNEXPECTED, cli, describe, nothing_changed
+from .cli_group import (
+    EXIT_NOTHING_CHANGED,
+    EXIT_UNEXPECTED,
+    cli,
+    describe,
+    nothing_changed,
+    storage_failed,
+)
 from .errors import AuditFailed, ConcurrentUpdate, InvalidSenderData, SenderNotFound, StorageError
 from .public import sender_as_dict
 from .state import get_service
@@ -236,8 +243,8 @@ def send_test(sender_id: int, recipient: str, as_json: bool) -> None:
         _nothing_sent(f"--to: {invalid.errors.get('recipient', 'not a valid address')}")
     except SenderNotFound:
         _nothing_sent(f"there is no sender with id {sender_id}.")
-    except StorageError:
-        _nothing_sent("the sender database failed (see the log); try again.")
+    except StorageError as exc:
+        _nothing_sent(storage_failed(exc))
     except Exception as exc:
         _unexpected("test", exc, "")
     if as_json:
@@ -320,8 +327,8 @@ def _change(command: str, as_json: bool, action: Callable[[], T],
     except AuditFailed:
         nothing_changed("the audit hook failed (see the log), so the change was rolled "
                          "back.")
-    except StorageError:
-        nothing_changed("the sender database failed (see the log); try again.")
+    except StorageError as exc:
+        nothing_changed(storage_failed(exc))
     except Exception as exc:
         _unexpected(command, exc, " The built-in store commits nothing on an error.")
 

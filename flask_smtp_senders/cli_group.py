@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 from flask.cli import AppGroup
 
+from .errors import StorageError, TableMissing
+
 if TYPE_CHECKING:
     from .store import Sender
 
@@ -23,6 +25,17 @@ EXIT_CHECK_FAILED = 1
 EXIT_NOTHING_CHECKED = 2
 #: ``upgrade``: the schema could not be brought up to date (database unreachable, ...).
 EXIT_UPGRADE_FAILED = 1
+
+
+#: What a command says when the sender database failed.
+DATABASE_FAILED = "the sender database failed (see the log); try again."
+
+
+def storage_failed(error: StorageError, reason: str = DATABASE_FAILED) -> str:
+    """What a command says for a StorageError: the table-missing message (which names
+    ``flask smtp-senders upgrade``, see SMTP_SENDERS_MSG_TABLE_MISSING) when the sender
+    table does not exist yet, ``reason`` otherwise."""
+    return str(error) if isinstance(error, TableMissing) else reason
 
 
 def describe(sender: Sender, *, default: bool = True) -> str:

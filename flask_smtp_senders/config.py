@@ -26,8 +26,10 @@ DEFAULTS: dict[str, Any] = {
     #: The name we give in EHLO; None means this machine's host name.
     "SMTP_SENDERS_EHLO_NAME": None,
     #: Bring the sender table to the current schema on ``init_app`` (create it, or run
-    #: the shipped migrations; the same as ``flask smtp-senders upgrade``).
-    "SMTP_SENDERS_CREATE_TABLES": True,
+    #: the shipped migrations; the same as ``flask smtp-senders upgrade``). Off by
+    #: default: start-up runs no DDL, and the table comes from ``flask smtp-senders
+    #: upgrade`` (or the host's migrations) in a deploy step.
+    "SMTP_SENDERS_CREATE_TABLES": False,
     #: Let senders connect to loopback addresses (127.0.0.0/8, ::1): on for local demos
     #: and tests only, or the test button reaches services on the portal's own machine.
     "SMTP_SENDERS_ALLOW_LOOPBACK": False,
@@ -140,6 +142,13 @@ DEFAULTS: dict[str, Any] = {
     #: Shown (with HTTP 503) when the sender database cannot be reached.
     "SMTP_SENDERS_MSG_STORAGE_UNAVAILABLE": (
         "The sender settings cannot be reached right now. Nothing was changed; try again."
+    ),
+    #: Shown (pages and API with HTTP 503, the CLI, the error ``send`` raises) when the
+    #: sender table does not exist yet: start-up creates it only with
+    #: SMTP_SENDERS_CREATE_TABLES on.
+    "SMTP_SENDERS_MSG_TABLE_MISSING": (
+        "The smtp_senders table does not exist yet: run `flask smtp-senders upgrade` "
+        "(or set SMTP_SENDERS_CREATE_TABLES = True)."
     ),
     #: Subject and body of the fixed test message (never user-controlled).
     "SMTP_SENDERS_MSG_TEST_SUBJECT": "Test message from your SMTP sender",

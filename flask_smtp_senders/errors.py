@@ -35,6 +35,13 @@ class StorageError(SMTPSendersError):
     """The database failed (gone, locked, killed mid-save); the change was rolled back."""
 
 
+class TableMissing(StorageError):
+    """The ``smtp_senders`` table does not exist yet: ``init_app`` creates no table unless
+    ``SMTP_SENDERS_CREATE_TABLES`` is on, so ``flask smtp-senders upgrade`` (or the host's
+    migrations) must run first. Its text is ``SMTP_SENDERS_MSG_TABLE_MISSING``, which names
+    that command; pages, API and CLI show it instead of the generic storage message."""
+
+
 class PasswordUnreadable(SMTPSendersError):
     """No configured key decrypts the stored password: it must be re-entered."""
 

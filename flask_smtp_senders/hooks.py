@@ -8,6 +8,7 @@ must not grant access) and the host's ``plugins=`` last, so the host has the fin
 trust model of every hook.
 
 When a hook raises:
+
 - ``smtp_senders_store``: ``init_app`` fails; the app does not start half-configured.
 - ``smtp_senders_authorize``: the request is denied (fail closed) and the error is logged.
 - ``smtp_senders_api_token_authenticated``: the API call needs the CSRF token (logged).
@@ -16,7 +17,7 @@ When a hook raises:
 - ``smtp_senders_destination_allowed``: the address is refused (fail closed, logged).
 - ``smtp_senders_prepare_message``: the send fails before any connection is made.
 - ``smtp_senders_audit``: a change of senders or keys is rolled back and
-  :class:`~flask_smtp_senders.errors.AuditFailed` is raised (fail closed); for a send,
+  ``flask_smtp_senders.AuditFailed`` is raised (fail closed); for a send,
   which cannot be unsent, the error is logged and the send's result stands.
 """
 
@@ -38,6 +39,8 @@ NAME = "flask_smtp_senders"
 
 hookspec = pluggy.HookspecMarker(NAME)
 hookimpl = pluggy.HookimplMarker(NAME)
+"""Marks a plugin's method as the implementation of the hook of the same name
+(``@hookimpl``, or ``@hookimpl(tryfirst=True)`` and pluggy's other options)."""
 
 
 class HookSpecs:
@@ -47,8 +50,11 @@ class HookSpecs:
     def smtp_senders_store(self, app: Flask, db: Any) -> SenderStore | None:
         """Return the store that keeps senders for ``app``.
 
-        ``db`` is the Flask-SQLAlchemy object given to the extension, or None. Stops at the
-        first non-None result; the built-in returns the SQLAlchemy store when ``db`` is set.
+        Stops at the first non-None result; the built-in returns the SQLAlchemy store when
+        ``db`` is set.
+
+        :param app: the Flask app the extension is being set up on.
+        :param db: the Flask-SQLAlchemy object given to the extension, or None.
         """
 
     @hookspec(firstresult=True)
@@ -59,6 +65,9 @@ class HookSpecs:
         Read the user from the host's own request context. Return True to allow, False to
         deny, None for no opinion. Stops at the first non-None result. No answer at all
         means deny: an app that implements nothing exposes nothing.
+
+        :param action: "list", "create", "update", "delete" or "test".
+        :param sender_id: the sender acted on, or None.
         """
 
     @hookspec(firstresult=True)
@@ -80,6 +89,9 @@ class HookSpecs:
 
         Stops at the first non-None result; the built-in asks the system resolver. The
         certificate is still verified against ``server_name``, whatever address is used.
+
+        :param server_name: the sender's SMTP server, as saved.
+        :param port: the sender's port.
         """
 
     @hookspec(firstresult=True)
@@ -92,6 +104,10 @@ class HookSpecs:
         ``SMTP_SENDERS_ALLOW_PRIVATE``, ``SMTP_SENDERS_DENIED_NETWORKS``). Stops at the
         first non-None result. Unspecified, link-local, multicast, broadcast and reserved
         addresses are refused whatever the hook says.
+
+        :param server_name: the sender's SMTP server, as saved.
+        :param port: the sender's port.
+        :param address: one IP address ``server_name`` resolved to.
         """
 
     @hookspec(firstresult=True)
@@ -106,14 +122,20 @@ class HookSpecs:
 
         ``purpose`` is "test" for the Send Test Email message and "notification" for
         messages sent through the sending API. Every implementation is called.
+
+        :param message: the message about to be sent; change it in place.
+        :param sender: the sender it goes through.
+        :param purpose: "test" or "notification".
         """
 
     @hookspec
     def smtp_senders_audit(self, event: AuditEvent) -> None:
-        """Record ``event`` (see :mod:`flask_smtp_senders.events`); it holds no secret.
+        """Record ``event`` (see ``flask_smtp_senders.events``); it holds no secret.
 
         Called for every created, updated and deleted sender, every test email, every
         message sent and every key rotation. Every implementation is called.
+
+        :param event: what happened; its ``action`` says which kind of event it is.
         """
 
 

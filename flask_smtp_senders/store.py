@@ -22,16 +22,19 @@ import contextlib
 import enum
 import functools
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from flask import current_app, has_app_context
 from sqlalchemy import bindparam, delete, func, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from .config import DEFAULTS
 from .crypto import Destination, EncryptedPassword, PasswordUnreadable
 from .domain import Security, ServerAddress, security_for_port
 from .errors import (
@@ -40,6 +43,7 @@ from .errors import (
     InvalidSenderData,
     SenderNotFound,
     StorageError,
+    TableMissing,
 )
 from .models import SenderRow
 from .validation import (
@@ -323,6 +327,32 @@ def _to_sender(row: SenderRow) -> Sender:
     )
 
 
+#: SQLSTATE of PostgreSQL's "relation ... does not exist" (psycopg's UndefinedTable).
+_UNDEFINED_TABLE = "42P01"
+
+
+def _table_missing(exc: SQLAlchemyError) -> bool:
+    """Whether the database said our table does not exist: SQLite's "no such table:
+    smtp_senders", PostgreSQL's UndefinedTable (SQLSTATE 42P01, 'relation "smtp_senders"
+    does not exist'). Another table's absence (a host's, in a hook) is not ours to explain."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    text = str(orig).lower()
+    names_ours = re.search(rf"\b{SenderRow.__tablename__}\b", text) is not None
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code == _UNDEFINED_TABLE or type(orig).__name__ == "UndefinedTable":
+        return names_ours
+    return "no such table" in text and names_ours
+
+
+def _table_missing_message() -> str:
+    """SMTP_SENDERS_MSG_TABLE_MISSING of the current app (the default outside one)."""
+    config = current_app.config if has_app_context() else {}
+    key = "SMTP_SENDERS_MSG_TABLE_MISSING"
+    return str(config.get(key) or DEFAULTS[key])
+
+
 class SQLAlchemyStore:
     """The default store, on the host's Flask-SQLAlchemy engine with sessions of its own
     (so a save never commits, or rolls back, the host's unfinished work)."""
@@ -347,6 +377,10 @@ class SQLAlchemyStore:
         except StaleDataError:
             raise
         except SQLAlchemyError as exc:
+            if _table_missing(exc):
+                log.warning("sender store failed: the %s table does not exist",
+                            SenderRow.__tablename__)
+                raise TableMissing(_table_missing_message()) from None
             log.warning("sender store failed: %s", type(exc).__name__)
             raise StorageError("the sender database failed; nothing was changed") from None
 

@@ -32,6 +32,7 @@ from .errors import (
     SenderNotFound,
     SMTPSendersError,
     StorageError,
+    TableMissing,
 )
 from .state import get_service
 from .store import Sender
@@ -121,9 +122,10 @@ def _send(task: Task, app: Flask, sender_id: int | None, text: str) -> dict[str,
             if failure.temporary and not failure.delivery_unknown:
                 raise _retry(task, config, error) from None
             raise error from None
-        except StorageError:  # nothing was sent: the database may be back later
+        except StorageError as failed:  # nothing was sent: the database may be back later
             raise _retry(task, config, SendFailed(
-                user_message(config, "storage_unavailable"))) from None
+                str(failed) if isinstance(failed, TableMissing)  # names the command to run
+                else user_message(config, "storage_unavailable"))) from None
         except PasswordUnreadable as unusable:  # CredentialNotBound carries its own text
             raise SendFailed(getattr(unusable, "user_message", None)
                              or user_message(config, "password_reentry")) from None

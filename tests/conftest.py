@@ -149,6 +149,9 @@ def make_app(database: Database, tls_material, fernet_key):
             SMTP_SENDERS_WRITE_RATE_LIMIT="100000 per minute",
             # DNS lookups only where a test starts a DNS server (example_app/dns_server.py)
             SMTP_SENDERS_DOMAIN_ADVICE=False,
+            # init_app creates no table by default (a deploy step does): the tests turn
+            # it on; tests/test_no_ddl_by_default.py checks the default
+            SMTP_SENDERS_CREATE_TABLES=True,
         )
         app.config.update(config)
         db = SQLAlchemy(app)

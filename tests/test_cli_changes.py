@@ -544,7 +544,8 @@ from flask_smtp_senders import SMTPSenders
 
 app = Flask(__name__)
 app.config.update(SECRET_KEY="k", SQLALCHEMY_DATABASE_URI={url!r},
-                  SMTP_SENDERS_ENCRYPTION_KEYS=[{key!r}], SMTP_SENDERS_DOMAIN_ADVICE=False)
+                  SMTP_SENDERS_ENCRYPTION_KEYS=[{key!r}], SMTP_SENDERS_DOMAIN_ADVICE=False,
+                  SMTP_SENDERS_CREATE_TABLES=True)
 SMTPSenders(app, db=SQLAlchemy(app))
 """
 
@@ -558,7 +559,7 @@ def host_app(tmp_path, fernet_key) -> tuple[list[str], Flask]:
     app = Flask("cli_host_here")
     app.config.update(SECRET_KEY="k", SQLALCHEMY_DATABASE_URI=url,
                       SMTP_SENDERS_ENCRYPTION_KEYS=[fernet_key],
-                      SMTP_SENDERS_DOMAIN_ADVICE=False)
+                      SMTP_SENDERS_DOMAIN_ADVICE=False, SMTP_SENDERS_CREATE_TABLES=True)
     db = SQLAlchemy(app)
     SMTPSenders(app, db=db)
     yield command, app

@@ -217,7 +217,7 @@ def test_documented_default_values(tmp_path, dispose) -> None:
     assert app.config["SMTP_SENDERS_OPERATION_TIMEOUT"] == 5.0
     assert app.config["SMTP_SENDERS_TIMEOUT"] == 15.0
     assert app.config["SMTP_SENDERS_EHLO_NAME"] is None
-    assert app.config["SMTP_SENDERS_CREATE_TABLES"] is True
+    assert app.config["SMTP_SENDERS_CREATE_TABLES"] is False
     assert "{recipient}" in app.config["SMTP_SENDERS_MSG_TEST_SUCCESS"]
     assert app.config["SMTP_SENDERS_MSG_AUTH_FAILED"] == (
         "Using the credentials you provided, we couldn't authenticate with your email server."
@@ -240,7 +240,8 @@ def test_create_tables_false_leaves_the_database_untouched(tmp_path, dispose) ->
 
 def test_one_extension_object_keeps_two_apps_senders_and_keys_apart(tmp_path, dispose) -> None:
     """Each app has its own service, database and keys; nothing crosses over."""
-    app1, app2 = host_app(tmp_path, "first"), host_app(tmp_path, "second")
+    app1 = host_app(tmp_path, "first", SMTP_SENDERS_CREATE_TABLES=True)
+    app2 = host_app(tmp_path, "second", SMTP_SENDERS_CREATE_TABLES=True)
     assert (app1.config["SMTP_SENDERS_ENCRYPTION_KEYS"]
             != app2.config["SMTP_SENDERS_ENCRYPTION_KEYS"])
     db = SQLAlchemy()

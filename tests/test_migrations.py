@@ -497,7 +497,7 @@ def test_an_app_started_on_an_old_database_upgrades_it_and_works(make_app, engin
     """An older release's demo database: starting the app adds the columns, the old
     sender is listed, and new senders can be saved, tested state and all."""
     old_create_all(engine)
-    app = make_app()  # SMTP_SENDERS_CREATE_TABLES defaults to True
+    app = make_app()  # make_app turns SMTP_SENDERS_CREATE_TABLES on
     assert versions(engine) == [HEAD]
     with app.app_context():
         service = get_service(app)

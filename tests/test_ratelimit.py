@@ -55,7 +55,8 @@ def build_app(name: str, config: dict[str, Any]) -> Flask:
     app = Flask(name)
     app.config.update(SECRET_KEY="test-secret-key", SMTP_SENDERS_OPERATION_TIMEOUT=2.0,
                       SMTP_SENDERS_TIMEOUT=5.0, SMTP_SENDERS_EHLO_NAME="client.test",
-                      SMTP_SENDERS_ALLOW_LOOPBACK=True, **config)
+                      SMTP_SENDERS_ALLOW_LOOPBACK=True, SMTP_SENDERS_CREATE_TABLES=True,
+                      **config)
     SMTPSenders(app, db=SQLAlchemy(app), plugins=[Operator()])
     return app
 
