@@ -28,10 +28,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import RequestRedirect
-from wtforms import ValidationError
 
 from .config import message
 from .errors import (
@@ -42,6 +40,7 @@ from .errors import (
     StorageError,
     TableMissing,
 )
+from .guard import authorized, csrf_refusal
 from .public import sender_as_dict, sender_tag
 from .ratelimit import test_email_refusal, write_refusal
 from .service import CheckResult, TestEmailResult
@@ -65,19 +64,6 @@ PROBLEM_BASE = "urn:flask-smtp-senders:problem:"
 MAX_BODY = 64 * 1024
 CSRF_HEADERS = ("X-CSRFToken", "X-CSRF-Token")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-#: endpoint -> the action the authorisation hook is asked about (as the pages ask it)
-ACTIONS = {
-    "list_senders": "list",
-    "read_sender": "list",
-    "openapi": "list",
-    "create_sender": "create",
-    "update_sender": "update",
-    "set_default": "update",
-    "delete_sender": "delete",
-    "test_email": "test",
-    "check_connection": "test",
-}
 
 #: The fields a sender body may hold (``password`` is write-only); all strings but port.
 _SENDER_FIELDS = frozenset(SETTING_NAMES) | {"password"}
@@ -131,22 +117,19 @@ def unknown_api_route() -> ResponseReturnValue | None:
 
 @api.before_request
 def authorize_and_check_request() -> None:
-    endpoint = (request.endpoint or "").rpartition(".")[2]
-    sender_id = (request.view_args or {}).get("sender_id")
-    if not get_service().authorize(ACTIONS.get(endpoint, endpoint), sender_id):
+    if not authorized():
         raise Problem(403, "forbidden", "You are not allowed to do this.")
     if request.method in _SAFE_METHODS:
         return
     request.max_content_length = MAX_BODY  # a longer body is refused (413) unread
     if _ambient_credentials():
         token = next((request.headers[h] for h in CSRF_HEADERS if h in request.headers), None)
-        try:
-            validate_csrf(token)
-        except (ValidationError, CSRFError) as exc:
+        refusal = csrf_refusal(token)
+        if refusal is not None:
             raise Problem(403, "csrf", "The CSRF token is missing or invalid.",
                           f"A call without a token in its Authorization header (made with "
                           f"the session cookie, say) needs the page's CSRF token in an "
-                          f"X-CSRFToken header ({exc}).") from None
+                          f"X-CSRFToken header ({refusal}).")
 
 
 def _ambient_credentials() -> bool:

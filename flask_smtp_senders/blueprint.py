@@ -25,9 +25,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.wrappers import Response
-from wtforms import ValidationError
 
 from .config import message
 from .errors import AuditFailed, ConcurrentUpdate, SenderNotFound, StorageError, TableMissing
@@ -39,6 +37,7 @@ from .forms import (
     SenderForm,
     TestEmailForm,
 )
+from .guard import authorized, csrf_refusal
 from .public import sender_tag
 from .ratelimit import Refusal, test_email_refusal, write_refusal
 from .service import CheckResult, TestEmailResult
@@ -50,31 +49,14 @@ bp = Blueprint("smtp_senders", __name__, template_folder="templates",
                static_folder="static/smtp_senders",
                static_url_path="/static")
 
-#: endpoint -> the action the authorisation hook is asked about
-ACTIONS = {
-    "index": "list",
-    "new": "create",
-    "create": "create",
-    "edit": "update",
-    "delete": "delete",
-    "make_default": "update",
-    "test_email": "test",
-    "check_connection": "test",
-    "static": "list",
-}
-
-
 @bp.before_request
 def authorize_and_check_csrf() -> None:
-    endpoint = (request.endpoint or "").rpartition(".")[2]
-    sender_id = (request.view_args or {}).get("sender_id")
-    if not get_service().authorize(ACTIONS.get(endpoint, endpoint), sender_id):
+    if not authorized():
         abort(403)
     if request.method == "POST":
-        try:
-            validate_csrf(request.form.get("csrf_token"))
-        except (ValidationError, CSRFError) as exc:
-            abort(400, description=f"The form expired or was not sent by this site ({exc}).")
+        refusal = csrf_refusal(request.form.get("csrf_token"))
+        if refusal is not None:
+            abort(400, description=f"The form expired or was not sent by this site ({refusal}).")
 
 
 @bp.after_request

@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, dict[str, list[str]]]] = [
                "storage": ["models", "schema", "store"]}),
     ("services", {"services": ["hooks", "public", "domain_advice", "ratelimit", "sending",
                                "service", "state"]}),
-    ("web and cli", {"web": ["forms", "web_headers", "api", "blueprint", "tasks",
+    ("web and cli", {"web": ["forms", "web_headers", "guard", "api", "blueprint", "tasks",
                              "cli_group", "cli", "cli_changes"]}),
     ("extension", {"extension": ["extension", "__init__"]}),
 ]
