@@ -25,7 +25,7 @@ from .errors import (
 from .extension import SMTPSenders, get_service
 from .hooks import hookimpl
 from .sending import SendResult
-from .service import CheckResult, SenderService, TestEmailResult
+from .service import CheckResult, ProbeResult, SenderService, TestEmailResult
 from .store import Sender, SenderStore, SQLAlchemyStore, TestState
 from .transport import Security, security_for_port
 from .validation import AddressRules, SenderSettings, validate_settings
@@ -34,6 +34,7 @@ __all__ = [
     "AddressRules",
     "AuditFailed",
     "CheckResult",
+    "ProbeResult",
     "ConcurrentUpdate",
     "ConfigurationError",
     "CredentialNotBound",

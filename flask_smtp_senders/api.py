@@ -43,7 +43,7 @@ from .errors import (
 from .guard import authorized, csrf_refusal
 from .public import sender_as_dict, sender_tag
 from .ratelimit import test_email_refusal, write_refusal
-from .service import CheckResult, TestEmailResult
+from .service import ProbeResult
 from .state import get_service, is_api_path
 from .store import Sender
 from .validation import (
@@ -404,7 +404,7 @@ def _recipient(body: dict[str, Any]) -> str | None:
         raise _invalid(exc.errors) from None
 
 
-def _exchange(sender_id: int, run: Callable[[], TestEmailResult | CheckResult]) -> Response:
+def _exchange(sender_id: int, run: Callable[[], ProbeResult]) -> Response:
     """Rate-limit, run, and answer with the result, its diagnosis and the From-domain
     advice (200 whether the server accepted or not: the request itself was served)."""
     sender = _sender(sender_id)

@@ -40,7 +40,7 @@ from .forms import (
 from .guard import authorized, csrf_refusal
 from .public import sender_tag
 from .ratelimit import Refusal, test_email_refusal, write_refusal
-from .service import CheckResult, TestEmailResult
+from .service import ProbeResult
 from .state import get_service
 from .store import Sender
 from .web_headers import security_headers
@@ -166,7 +166,7 @@ def edit(sender_id: int) -> ResponseReturnValue:
 
 
 def _edit_page(sender: Sender, form: SenderForm, test_form: TestEmailForm,
-               test_open: bool = False, result: TestEmailResult | CheckResult | None = None,
+               test_open: bool = False, result: ProbeResult | None = None,
                domain_advice: list[str] | None = None) -> str:
     return render_template(
         "smtp_senders/form.html", form=form, sender=sender, test_form=test_form,
@@ -204,7 +204,7 @@ def check_connection(sender_id: int) -> ResponseReturnValue:
 
 
 def _exchange(sender_id: int, test_form: TestEmailForm,
-              run: Callable[[str | None], TestEmailResult | CheckResult]) -> ResponseReturnValue:
+              run: Callable[[str | None], ProbeResult]) -> ResponseReturnValue:
     """Send Test Email or Check connection: validate, rate-limit, run, then answer with
     the result, its staged diagnosis and the From-domain advice (JSON for the modal, the
     edit page with the dialog open without JavaScript)."""

@@ -50,7 +50,7 @@ from .state import get_service
 from .validation import validate_recipient
 
 if TYPE_CHECKING:
-    from .service import CheckResult
+    from .service import ProbeResult
     from .store import Sender
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def check(sender_id: int | None, recipient: str | None, as_json: bool) -> None:
     except StorageError as exc:
         _nothing_checked(storage_failed(exc))
 
-    results: list[tuple[Sender, CheckResult]] = []
+    results: list[tuple[Sender, ProbeResult]] = []
     try:
         if len(senders) > 1:
             with click.progressbar(senders, label="Checking senders",
@@ -293,13 +293,13 @@ def _upgrade() -> None:
         click.echo(f"The sender schema is up to date ({done.after}).")
 
 
-def _check_line(sender: Sender, result: CheckResult) -> str:
+def _check_line(sender: Sender, result: ProbeResult) -> str:
     where = f"#{sender.id} {sender.settings.server_name}:{sender.settings.port}"
     outcome = "ok" if result.ok else f"failed at {result.stage or 'unknown'}"
     return f"{where} <{sender.settings.from_address}>: {outcome}: {result.message}"
 
 
-def _check_as_dict(sender: Sender, result: CheckResult) -> dict[str, Any]:
+def _check_as_dict(sender: Sender, result: ProbeResult) -> dict[str, Any]:
     return {"id": sender.id, "server_name": sender.settings.server_name,
             "port": sender.settings.port, "from_address": sender.settings.from_address,
             "ok": result.ok, "stage": result.stage, "message": result.message,

@@ -76,12 +76,14 @@ def _optional(method: Callable[..., Any], **values: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class TestEmailResult:
-    """The outcome of Send Test Email, with the message to show as it is."""
+class ProbeResult:
+    """The outcome of Send Test Email or of the connection check (the dry run): one type
+    for both, as the pages, the API and the CLI show them alike."""
 
     __test__ = False  # not a pytest test class
 
     ok: bool
+    #: The message to show, as it is.
     message: str
     #: Where it stopped (a transport stage, or "password"); None on success.
     stage: str | None = None
@@ -89,15 +91,9 @@ class TestEmailResult:
     diagnosis: Diagnosis = field(kw_only=True)
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    """The outcome of the connection check (the dry run), with the message to show."""
-
-    ok: bool
-    message: str
-    #: Where it stopped (a transport stage, or "password"); None on success.
-    stage: str | None
-    diagnosis: Diagnosis
+#: The names each outcome had before they became one type (kept: public API).
+TestEmailResult = ProbeResult
+CheckResult = ProbeResult
 
 
 class SenderService:
@@ -311,7 +307,7 @@ class SenderService:
 
     # -- Send Test Email ------------------------------------------------------------
 
-    def send_test_email(self, sender_id: int, recipient: str) -> TestEmailResult:
+    def send_test_email(self, sender_id: int, recipient: str) -> ProbeResult:
         """Send the fixed test message to one address through the saved settings.
 
         Raises InvalidSenderData for a bad recipient and SenderNotFound for a missing
@@ -324,16 +320,16 @@ class SenderService:
         try:
             self._deliver_test(sender, recipient, trace)
         except CredentialNotBound:
-            result = TestEmailResult(False, message(self.config, "password_unbound"),
+            result = ProbeResult(False, message(self.config, "password_unbound"),
                                      "password", diagnosis=Diagnosis.password_unusable())
         except PasswordUnreadable:
-            result = TestEmailResult(False, message(self.config, "password_reentry"),
+            result = ProbeResult(False, message(self.config, "password_reentry"),
                                      "password", diagnosis=Diagnosis.password_unusable())
         except DeliveryError as failure:
-            result = TestEmailResult(False, failure.user_message, failure.stage,
+            result = ProbeResult(False, failure.user_message, failure.stage,
                                      diagnosis=trace.diagnosis(self.config))
         else:
-            result = TestEmailResult(True, message(self.config, "test_success",
+            result = ProbeResult(True, message(self.config, "test_success",
                                                    recipient=recipient),
                                      diagnosis=trace.diagnosis(self.config))
         try:
@@ -400,7 +396,7 @@ class SenderService:
 
     # -- connection check -----------------------------------------------------------
 
-    def check_connection(self, sender_id: int, recipient: str | None = None) -> CheckResult:
+    def check_connection(self, sender_id: int, recipient: str | None = None) -> ProbeResult:
         """The dry run: resolve, connect, TLS, EHLO, AUTH, MAIL FROM (the From Address) and
         RCPT TO (``recipient``, or the From Address when it is None or blank), then RSET
         and QUIT. No DATA, so nothing is delivered.
@@ -425,7 +421,7 @@ class SenderService:
                                            stage=result.stage or ""))
         return result
 
-    def _record_check(self, sender: Sender, result: CheckResult) -> None:
+    def _record_check(self, sender: Sender, result: ProbeResult) -> None:
         """The check's outcome on the sender; a store failure loses the record, never
         the result (the check ran)."""
         record = getattr(self.store, "record_check", None)
@@ -436,20 +432,20 @@ class SenderService:
         except StorageError:
             log.warning("could not record the connection check of sender %s", sender.id)
 
-    def _check(self, sender: Sender, recipient: str | None) -> CheckResult:
+    def _check(self, sender: Sender, recipient: str | None) -> ProbeResult:
         trace = Trace()
         try:
             self._probe(sender, recipient, trace)
         except PasswordUnreadable as unusable:
             reason = ("password_unbound" if isinstance(unusable, CredentialNotBound)
                       else "password_reentry")
-            return CheckResult(False, message(self.config, reason), "password",
-                               Diagnosis.password_unusable())
+            return ProbeResult(False, message(self.config, reason), "password",
+                               diagnosis=Diagnosis.password_unusable())
         except DeliveryError as failure:
-            return CheckResult(False, failure.user_message, failure.stage,
-                               trace.diagnosis(self.config))
-        return CheckResult(True, message(self.config, "check_success"), None,
-                           trace.diagnosis(self.config))
+            return ProbeResult(False, failure.user_message, failure.stage,
+                               diagnosis=trace.diagnosis(self.config))
+        return ProbeResult(True, message(self.config, "check_success"),
+                           diagnosis=trace.diagnosis(self.config))
 
     def _probe(self, sender: Sender, recipient: str | None, trace: Trace) -> None:
         secret = self._check_secret(sender)
