@@ -490,9 +490,9 @@ def plaintext_transport() -> Iterator[None]:
     module's doc). Built from the transport's own classes, so Connection.send, and
     whatever it learns from EHLO (PIPELINING), is the real one."""
     real_connect = transport.connect
-    smtp_class = getattr(transport, "_SMTP", None)
+    smtp_class = getattr(transport, "SMTPClient", None)
     if smtp_class is None:
-        raise RuntimeError("transport._SMTP is gone: update plaintext_transport()")
+        raise RuntimeError("transport.SMTPClient is gone: update plaintext_transport()")
 
     def connect(server: transport.ServerAddress, secret: Secret,
                 options: transport.TransportOptions,

@@ -1,7 +1,7 @@
 """Writing messages over an open SMTP session: the envelope's commands, DATA's body, and
 the replies read back, one message at a time in lock-step or many pipelined (RFC 2920).
 
-:class:`_MailTransactions` is the machinery behind
+:class:`MailTransactions` is the machinery behind
 :meth:`flask_smtp_senders.transport.Connection.send` and
 :meth:`~flask_smtp_senders.transport.Connection.send_pipelined`; Connection inherits it
 and supplies the session (:mod:`flask_smtp_senders.smtp_session`), the server and the
@@ -22,10 +22,10 @@ from typing import Generic, Protocol, TypeVar
 from .diagnostics import Trace
 from .domain import ServerAddress
 from .errors import DeliveryError
-from .smtp_session import _SMTP, Deadline, Scrubber, _classify, log
+from .smtp_session import Deadline, Scrubber, SMTPClient, classify_failure, log
 
 #: The envelope's stages (a transaction's ``stage``) as diagnostic stages.
-_TRACE_STAGES = {"sender": "mail", "recipient": "rcpt", "data": "data"}
+TRACE_STAGES = {"sender": "mail", "recipient": "rcpt", "data": "data"}
 
 
 class _Refusal(smtplib.SMTPResponseException):
@@ -44,7 +44,7 @@ class _Gone(smtplib.SMTPServerDisconnected):
 
 
 
-class _Unsendable(ValueError):
+class Unsendable(ValueError):
     """A message that cannot be written to this server: an envelope that is not SMTP
     commands (none or a bad address, a line break), an address needing SMTPUTF8 the
     server lacks, 8-bit octets it cannot take; ``stage`` says which part, ``reason`` the
@@ -68,22 +68,22 @@ _PLAIN_ADDRESS = re.compile(
 def _command_line(verb: str, address: str, stage: str, params: str = "",
                   utf8: bool = False) -> bytes:
     if not address.isprintable():  # quoteaddr() would drop a CR or LF: another address
-        raise _Unsendable(stage)
+        raise Unsendable(stage)
     quoted = f"<{address}>" if _PLAIN_ADDRESS.fullmatch(address) else smtplib.quoteaddr(address)
     line = f"{verb}:{quoted}{params}"
     if "\r" in line or "\n" in line or not line.isprintable() or not (utf8 or line.isascii()):
-        raise _Unsendable(stage)
+        raise Unsendable(stage)
     return f"{line}\r\n".encode("utf-8" if utf8 else "ascii")
 
 
-def _envelope_lines(from_addr: str, to_addrs: Sequence[str],
+def envelope_lines(from_addr: str, to_addrs: Sequence[str],
                     params: Sequence[str] = ()) -> list[bytes]:
     """MAIL (with its ESMTP parameters), one RCPT per recipient and DATA, as the bytes
     smtplib's mail(), rcpt() and docmd("DATA") write; UTF-8 addresses only with SMTPUTF8
     among the parameters (RFC 6531). Built before anything is sent, so a bad address
     never leaves a half-written transaction behind."""
     if not to_addrs:
-        raise _Unsendable("recipient")
+        raise Unsendable("recipient")
     utf8 = "SMTPUTF8" in params
     mail_params = "".join(f" {param}" for param in params)
     return [_command_line("mail FROM", from_addr, "sender", mail_params, utf8),
@@ -142,7 +142,7 @@ Outcome = dict[str, tuple[int, str]] | DeliveryError
 
 
 @dataclass
-class _Transaction(Generic[_I]):
+class Transaction(Generic[_I]):
     """One message on its way: how far it got and what the server said so far."""
 
     item: _I
@@ -164,11 +164,11 @@ class _Feed(Generic[_T]):
     item already pulled has its outcome."""
 
     items: Iterator[_T]
-    waiting: deque[_Transaction[_T]] = field(default_factory=deque)
+    waiting: deque[Transaction[_T]] = field(default_factory=deque)
     done: bool = False
     error: Exception | None = None
 
-    def pull(self, begin: Callable[[_T], _Transaction[_T]]) -> bool:
+    def pull(self, begin: Callable[[_T], Transaction[_T]]) -> bool:
         if self.done:
             return False
         try:
@@ -183,11 +183,11 @@ class _Feed(Generic[_T]):
         return True
 
 
-class _MailTransactions:
+class MailTransactions:
     """Message transactions on an open session, lock-step or pipelined; the Connection
     that inherits this supplies ``_smtp``, ``server`` and ``_scrubber``."""
 
-    _smtp: _SMTP
+    _smtp: SMTPClient
     server: ServerAddress
     _scrubber: Scrubber
     #: The deadline the connect began under, for the first message on this connection.
@@ -274,7 +274,7 @@ class _MailTransactions:
             feed.waiting.popleft()
             yield txn.item, outcome
 
-    def _pipelined_envelope(self, txn: _Transaction[_T]) -> DeliveryError | None:
+    def _pipelined_envelope(self, txn: Transaction[_T]) -> DeliveryError | None:
         """Read the replies to a written MAIL/RCPT/DATA group: None once DATA got its 354,
         else the message's failure.
 
@@ -299,7 +299,7 @@ class _MailTransactions:
                 raise smtplib.SMTPException("RSET was refused")
         return txn.outcome
 
-    def _pipelined_body(self, txn: _Transaction[_T], feed: _Feed[_T]) -> Outcome:
+    def _pipelined_body(self, txn: Transaction[_T], feed: _Feed[_T]) -> Outcome:
         """Write the body together with the next item's envelope, let the caller prepare
         the item after that while the server works, then read the body's reply."""
         group = _dot_stuff(txn.data)
@@ -316,7 +316,7 @@ class _MailTransactions:
             return self._failure(txn, _Refusal(code, text))
         return txn.refused
 
-    def _send_lockstep(self, txn: _Transaction[_I], data: bytes,
+    def _send_lockstep(self, txn: Transaction[_I], data: bytes,
                        deadline: Deadline | None = None,
                        while_waiting: Callable[[], None] | None = None,
                        trace: Trace | None = None,
@@ -328,7 +328,7 @@ class _MailTransactions:
 
         def command(line: bytes) -> tuple[int, bytes]:
             if trace is not None:
-                trace.enter(_TRACE_STAGES[txn.stage])
+                trace.enter(TRACE_STAGES[txn.stage])
             smtp.send(line)
             if line is txn.lines[-1] and while_waiting is not None:
                 # DATA: the server takes a while to answer it, and unlike after the body,
@@ -354,7 +354,7 @@ class _MailTransactions:
         except (smtplib.SMTPException, OSError) as exc:
             raise self._abandon(txn, exc) from None
 
-    def _abandon(self, txn: _Transaction[_I], exc: BaseException) -> DeliveryError:
+    def _abandon(self, txn: Transaction[_I], exc: BaseException) -> DeliveryError:
         """The failure of a lock-step transaction; after a refusal the session is reset and
         stays usable (closed after a 421), after anything else it is closed."""
         if isinstance(exc, _Refusal):
@@ -368,7 +368,7 @@ class _MailTransactions:
         self._smtp.close()
         return failure
 
-    def _envelope(self, txn: _Transaction[_I],
+    def _envelope(self, txn: Transaction[_I],
                   reply: Callable[[bytes], tuple[int, bytes]]) -> None:
         """MAIL, each RCPT, then DATA: one reply per command, in order.
 
@@ -405,16 +405,16 @@ class _MailTransactions:
             raise _Closing(code, text)
         return code, text
 
-    def _begin(self, item: _T) -> _Transaction[_T]:
-        txn = _Transaction(item, item.recipients)
+    def _begin(self, item: _T) -> Transaction[_T]:
+        txn = Transaction(item, item.recipients)
         try:
             smtputf8 = getattr(item, "smtputf8", None)
             if smtputf8 is None:
                 smtputf8 = non_ascii([item.from_addr, *item.recipients])
             txn.data, params = self._wire_terms(item.data, smtputf8,
                                                 getattr(item, "seven_bit", None))
-            txn.lines = _envelope_lines(item.from_addr, item.recipients, params)
-        except _Unsendable as exc:
+            txn.lines = envelope_lines(item.from_addr, item.recipients, params)
+        except Unsendable as exc:
             txn.stage = exc.stage
             txn.outcome = self._failure(txn, exc)
         return txn
@@ -429,7 +429,7 @@ class _MailTransactions:
         params: tuple[str, ...] = ()
         if smtputf8:
             if not smtp.has_extn("smtputf8"):
-                raise _Unsendable("sender", "smtputf8")
+                raise Unsendable("sender", "smtputf8")
             params = ("SMTPUTF8",)
         if data.isascii():
             return data, params
@@ -437,14 +437,14 @@ class _MailTransactions:
             return data, (*params, "BODY=8BITMIME")
         data = seven_bit() if seven_bit is not None else data
         if not data.isascii():  # 8-bit headers: no transfer encoding can carry those
-            raise _Unsendable("data", "eight_bit")
+            raise Unsendable("data", "eight_bit")
         return data, params
 
-    def _failure(self, txn: _Transaction[_I], exc: BaseException, *,
+    def _failure(self, txn: Transaction[_I], exc: BaseException, *,
                  unknown: bool = False) -> DeliveryError:
         """The fixed DeliveryError for a message stopped by ``exc`` (logged: codes at
         WARNING, the scrubbed text at DEBUG)."""
-        failure = _classify(self._smtp, txn.stage, exc, self.server, self._scrubber)
+        failure = classify_failure(self._smtp, txn.stage, exc, self.server, self._scrubber)
         reason = getattr(exc, "reason", None)
         if reason is not None and reason in self._smtp.options.messages:
             failure = DeliveryError(failure.stage, self._smtp.options.messages[reason])

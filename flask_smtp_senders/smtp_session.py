@@ -6,7 +6,7 @@ The port rule is :func:`security_for_port`. Certificates are always verified wit
 context we are given; STARTTLS is mandatory on its ports and AUTH is only ever sent over
 an encrypted socket. Each network operation has a timeout and the whole exchange a
 deadline, so a server that drips one byte at a time cannot hold a worker. Failures are
-classified (:func:`_classify`) into a :class:`DeliveryError` with the stage where they
+classified (:func:`classify_failure`) into a :class:`DeliveryError` with the stage where they
 happened and a fixed message. Every reply is bounded in lines and bytes
 (:data:`MAX_REPLY_LINES`, :data:`MAX_REPLY_BYTES`), so a server that never ends one cannot
 grow the process either. The log's WARNING line names only the stage, the server, the
@@ -118,7 +118,7 @@ class _DeadlineReader:
     Stands in for the ``makefile()`` object smtplib reads replies from.
     """
 
-    def __init__(self, sock: socket.socket, owner: _SMTP) -> None:
+    def __init__(self, sock: socket.socket, owner: SMTPClient) -> None:
         self._sock = sock
         self._owner = owner  # its current deadline bounds every recv
         self._buffer = bytearray()
@@ -186,7 +186,7 @@ def _auth_answer(mechanism: str, challenge_number: int, challenge: bytes, userna
     return None
 
 
-class _SMTP(smtplib.SMTP):
+class SMTPClient(smtplib.SMTP):
     """smtplib.SMTP that connects to a resolved address, verifies the certificate against
     the Server Name, and bounds every read and write by a :class:`Deadline`."""
 
@@ -357,13 +357,13 @@ class _SMTP(smtplib.SMTP):
 
 
 def open_session(server: ServerAddress, secret: Secret, options: TransportOptions,
-                 deadline: Deadline, trace: Trace) -> _SMTP:
+                 deadline: Deadline, trace: Trace) -> SMTPClient:
     """Resolve, connect, secure (SMTPS or mandatory STARTTLS), EHLO and authenticate, for
     :func:`flask_smtp_senders.transport.connect`; ``trace`` records the stages and why it
     failed (a DeliveryError for the stage)."""
     security = security_for_port(server.port)
     trace.begin(server.port, starttls_port=security is Security.STARTTLS)
-    smtp = _SMTP(server.server_name, security, options, deadline, trace)
+    smtp = SMTPClient(server.server_name, security, options, deadline, trace)
     if is_metadata_name(server.server_name):  # Case G4: not even looked up
         log.warning("refusing to look up %s: a cloud metadata service's name",
                     server.server_name)
@@ -377,7 +377,7 @@ def open_session(server: ServerAddress, secret: Secret, options: TransportOption
                 raise OSError("the resolver returned no address")
             trace.fact("Addresses found", str(len(addresses)))
     except Exception as exc:  # the system resolver or a host hook
-        raise _classify(smtp, "resolve", exc, server, secret) from None
+        raise classify_failure(smtp, "resolve", exc, server, secret) from None
     refused = [address for address in addresses
                if not _destination_allowed(options, server, address)]
     if refused:  # one bad address makes the whole name suspect
@@ -393,13 +393,13 @@ def open_session(server: ServerAddress, secret: Secret, options: TransportOption
         _ehlo_and_secure(smtp)
         _authenticate(smtp, server.username, secret)
     except (smtplib.SMTPException, OSError, ValueError) as exc:
-        failure = _classify(smtp, smtp.stage, exc, server, secret)
+        failure = classify_failure(smtp, smtp.stage, exc, server, secret)
         smtp.close()
         raise failure from None
     return smtp
 
 
-def _ehlo_and_secure(smtp: _SMTP) -> None:
+def _ehlo_and_secure(smtp: SMTPClient) -> None:
     """EHLO; on a STARTTLS port, STARTTLS (mandatory: no fallback to clear) and EHLO again."""
     trace = smtp.trace
     starttls = smtp.security is Security.STARTTLS
@@ -420,7 +420,7 @@ def _ehlo_and_secure(smtp: _SMTP) -> None:
         trace.ehlo(smtp.esmtp_features, before_starttls=False)
 
 
-def _authenticate(smtp: _SMTP, username: str, secret: Secret) -> None:
+def _authenticate(smtp: SMTPClient, username: str, secret: Secret) -> None:
     smtp.stage = "auth"
     if not smtp.encrypted:  # belt and braces: credentials never cross in clear
         smtp.stage = "tls"
@@ -441,7 +441,7 @@ def _destination_allowed(options: TransportOptions, server: ServerAddress,
         return False
 
 
-def _open(smtp: _SMTP, addresses: list[str], port: int) -> None:
+def _open(smtp: SMTPClient, addresses: list[str], port: int) -> None:
     """Connect to the first address that answers, within the deadline."""
     last_error: OSError = OSError("no address to connect to")
     for address in addresses:
@@ -458,7 +458,7 @@ def _open(smtp: _SMTP, addresses: list[str], port: int) -> None:
     raise last_error
 
 
-def _classify(smtp: _SMTP, stage: str, exc: BaseException, server: ServerAddress,
+def classify_failure(smtp: SMTPClient, stage: str, exc: BaseException, server: ServerAddress,
               secret: Secret | Scrubber) -> DeliveryError:
     """Log what happened, tell the trace, and return the fixed failure for the stage.
 

@@ -35,21 +35,21 @@ from .crypto import Secret
 from .diagnostics import NO_TRACE, Trace
 from .domain import STAGES, STARTTLS_PORTS, Security, ServerAddress, security_for_port
 from .pipeline import (
-    _TRACE_STAGES,
+    TRACE_STAGES,
+    MailTransactions,
     Outcome,
     Outgoing,
-    _envelope_lines,
-    _MailTransactions,
-    _Transaction,
-    _Unsendable,
+    Transaction,
+    Unsendable,
+    envelope_lines,
     non_ascii,
 )
 from .smtp_session import (
-    _SMTP,
     CredentialsRejected,
     Deadline,
     ReplyTooLarge,
     Scrubber,
+    SMTPClient,
     TransportOptions,
     log,
     open_session,
@@ -80,17 +80,17 @@ class _EnvelopeAccepted(Exception):
     """A dry run reached DATA: the server accepted the sender and a recipient."""
 
 
-class Connection(_MailTransactions):
+class Connection(MailTransactions):
     """An open, encrypted and authenticated SMTP session with one server.
 
     Sending many messages (:meth:`send_pipelined`), ``pipelining`` and ``usable`` come
-    from :class:`~flask_smtp_senders.pipeline._MailTransactions`.
+    from :class:`~flask_smtp_senders.pipeline.MailTransactions`.
 
     It keeps no password: the session signed in before it was made, and for scrubbing
     its DEBUG log it keeps a :class:`~flask_smtp_senders.smtp_session.Scrubber` (keyed
     digests) made from ``secret``, not the :class:`Secret` itself."""
 
-    def __init__(self, smtp: _SMTP, server: ServerAddress,
+    def __init__(self, smtp: SMTPClient, server: ServerAddress,
                  secret: Secret | Scrubber) -> None:
         self._smtp = smtp
         self.server = server
@@ -119,12 +119,12 @@ class Connection(_MailTransactions):
         """
         if smtputf8 is None:
             smtputf8 = non_ascii([from_addr, *to_addrs])
-        txn: _Transaction[None] = _Transaction(None, to_addrs)
+        txn: Transaction[None] = Transaction(None, to_addrs)
         with self._tracing(trace or NO_TRACE):
             try:
                 data, params = self._wire_terms(data, smtputf8, seven_bit)
-                txn.lines = _envelope_lines(from_addr, to_addrs, params)
-            except _Unsendable as exc:
+                txn.lines = envelope_lines(from_addr, to_addrs, params)
+            except Unsendable as exc:
                 if exc.reason is None:  # not SMTP at all: the caller's mistake
                     raise
                 txn.stage = exc.stage
@@ -143,12 +143,12 @@ class Connection(_MailTransactions):
         best effort (the trace's reset stage says how they went); the session ends.
         """
         params = ("SMTPUTF8",) if non_ascii([from_addr, *to_addrs]) else ()
-        txn: _Transaction[None] = _Transaction(None, to_addrs)
+        txn: Transaction[None] = Transaction(None, to_addrs)
         try:
             if params and not self._smtp.has_extn("smtputf8"):
-                raise _Unsendable("sender", "smtputf8")
-            txn.lines = _envelope_lines(from_addr, to_addrs, params)
-        except _Unsendable as exc:
+                raise Unsendable("sender", "smtputf8")
+            txn.lines = envelope_lines(from_addr, to_addrs, params)
+        except Unsendable as exc:
             if exc.reason is None:
                 raise
             txn.stage = exc.stage
@@ -163,7 +163,7 @@ class Connection(_MailTransactions):
         def command(line: bytes) -> tuple[int, bytes]:
             if line is data_line:  # never written
                 raise _EnvelopeAccepted
-            tracer.enter(_TRACE_STAGES[txn.stage])
+            tracer.enter(TRACE_STAGES[txn.stage])
             smtp.send(line)
             code, text = smtp.getreply()
             tracer.fact("Reply code", str(int(code)))
@@ -198,7 +198,7 @@ class Connection(_MailTransactions):
 
     @contextlib.contextmanager
     def _tracing(self, trace: Trace) -> Iterator[None]:
-        """Have failures classified meanwhile (:func:`_classify`) reported to ``trace``."""
+        """Have failures classified meanwhile (:func:`classify_failure`) reported to ``trace``."""
         smtp = self._smtp
         previous, smtp.trace = smtp.trace, trace
         try:

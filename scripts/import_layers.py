@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The package's import graph in layers: prints each layer with its modules, and fails on
-an import cycle or an import that points up (or sideways between sibling groups).
+an import cycle, an import that points up (or sideways between sibling groups), or a
+private name (``_x``) imported from another module.
 
     python scripts/import_layers.py
 
@@ -10,7 +11,8 @@ still a cycle in the design. The layers are data (LAYERS, bottom first); a modul
 package that no layer names fails the check, so a new module must say where it belongs.
 Subpackages (``migrations``) are left out: they are Alembic's, not ours to arrange.
 
-Exit status: 0 when every import points down and there is no cycle; 1 otherwise.
+Exit status: 0 when every import points down, there is no cycle and no private name
+crosses a module; 1 otherwise.
 Standard library only.
 """
 
@@ -38,6 +40,17 @@ LAYERS: list[tuple[str, dict[str, list[str]]]] = [
                              "cli_group", "cli", "cli_changes"]}),
     ("extension", {"extension": ["extension", "__init__"]}),
 ]
+
+
+def private_imports(path: Path) -> list[str]:
+    """Names starting with "_" that ``path`` imports from another module of the package:
+    a private name crossing a module (the issue-15 rule), e.g. ``from .x import _y``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level >= 1:
+            found += [f"{node.module or '.'}.{a.name}" for a in node.names
+                      if a.name.startswith("_")]
+    return found
 
 
 def imports_of(path: Path, modules: set[str]) -> set[str]:
@@ -109,6 +122,9 @@ def main() -> int:
                 problems.append(f"{module} imports {target}: sideways "
                                 f"({group} -> {other_group})")
     problems += [f"cycle: {' <-> '.join(component)}" for component in cycles(graph)]
+    problems += [f"{module} imports the private name {name}"
+                 for module in sorted(modules)
+                 for name in private_imports(PACKAGE / f"{module}.py")]
 
     for level in reversed(range(len(LAYERS))):
         name, groups = LAYERS[level]
@@ -123,7 +139,7 @@ def main() -> int:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
-    print("\nevery import points down; no cycle")
+    print("\nevery import points down; no cycle; no private name crosses a module")
     return 0
 
 

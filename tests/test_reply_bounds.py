@@ -26,13 +26,13 @@ from flask_smtp_senders.crypto import Secret
 from flask_smtp_senders.diagnostics import Trace
 from flask_smtp_senders.errors import DeliveryError, SMTPTimeout
 from flask_smtp_senders.smtp_session import (
-    _SMTP,
     MAX_REPLY_BYTES,
     MAX_REPLY_LINE,
     MAX_REPLY_LINES,
     Deadline,
     ReplyTooLarge,
     Security,
+    SMTPClient,
 )
 from tests.scripted_smtp import _listen
 from tests.smtp_servers import SERVER_NAME, RawTCPServer, server_context
@@ -268,9 +268,9 @@ def test_the_measurement_sees_an_unbounded_reader(tls_material):
 
 
 def reply_of(data: bytes) -> tuple[int, bytes]:
-    """_SMTP.getreply() over a socket pair whose other end writes ``data`` then EOF."""
+    """SMTPClient.getreply() over a socket pair whose other end writes ``data`` then EOF."""
     ours, theirs = socket.socketpair()
-    smtp = _SMTP(SERVER_NAME, Security.SMTPS, transport.TransportOptions(
+    smtp = SMTPClient(SERVER_NAME, Security.SMTPS, transport.TransportOptions(
         ssl_context=ssl.create_default_context(), operation_timeout=2.0, deadline=5.0,
         ehlo_name="client.example.org",
         messages={stage: stage for stage in transport.STAGES}), Deadline(5.0, 2.0))

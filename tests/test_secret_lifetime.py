@@ -2,7 +2,7 @@
 reuse (pooled) holds no plaintext password once it has signed in.
 
 smtplib's login() left the password on the SMTP object (``self.password``); ours signs in
-with :meth:`_SMTP.sign_in`, which keeps nothing, and the Connection keeps a Scrubber (a
+with :meth:`SMTPClient.sign_in`, which keeps nothing, and the Connection keeps a Scrubber (a
 random key and keyed digests) for its DEBUG log instead of the Secret. These tests walk
 everything reachable from a connection through attributes, slots, containers, closures
 and bound methods (not through classes, modules or a function's globals: those are code)
@@ -105,7 +105,7 @@ def test_the_walk_finds_a_secret_where_there_is_one():
 def test_a_connection_holds_no_password_after_auth_and_sends(
         scripted_server, tls_material, mechanism, pipelining):
     """Case G11: after connect() (AUTH with ``mechanism``) and two sends (lock-step, or
-    pipelined), nothing reachable from the Connection, its _SMTP session, socket, reader,
+    pipelined), nothing reachable from the Connection, its SMTPClient session, socket, reader,
     options and scrubber holds the password or its base64 forms; and the connection is
     still usable (as a pool would keep it)."""
     server: ScriptedServer = scripted_server(auth=[mechanism], users={USERNAME: PASSWORD},
