@@ -229,7 +229,7 @@ def show_sender(sender_id: int, as_json: bool) -> None:
 
 
 def _sender_line(sender: Sender) -> str:
-    return f"#{sender.id} {describe(sender)}: {sender.test_state.label}"
+    return f"#{sender.id} {describe(sender)}: {sender.test_state_label}"
 
 
 def _nothing_read(reason: str) -> NoReturn:

@@ -160,6 +160,16 @@ class Sender:
         return TestState.TESTED if tested == saved else TestState.CHANGED
 
     @property
+    def test_state_label(self) -> str:
+        """The state as the list and the CLI show it: "No passed test" rather than "Never
+        tested" once a test was tried and failed (the two read as a contradiction beside
+        "Last test failed")."""
+        state = self.test_state
+        if state is TestState.NEVER and self.last_test_at is not None:
+            return "No passed test"
+        return state.label
+
+    @property
     def destination(self) -> Destination:
         """What ``password_binding`` must match before the password is used."""
         return destination(self.settings.server_name, self.settings.port,

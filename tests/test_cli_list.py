@@ -52,6 +52,18 @@ def test_list_prints_one_line_per_sender_with_its_state(app) -> None:
     assert not [value for value in secrets_of(app) if value in result.output]
 
 
+def test_list_says_no_passed_test_after_a_failed_one_as_the_page_does(app) -> None:
+    """The CLI and the Senders list share one label: "No passed test" once a test failed."""
+    from datetime import datetime, timezone
+
+    with app.app_context():
+        get_service(app).store.record_test(1, False, datetime.now(timezone.utc))
+    lines = run(app, "list").stdout.splitlines()
+    assert lines[0].endswith(": No passed test") and lines[1].endswith(": Never tested")
+    with app.app_context():  # the page's label (tests/test_test_state.py shows it) is this one
+        assert get_service(app).get_sender(1).test_state_label == "No passed test"
+
+
 def test_list_and_show_as_json_hold_settings_and_state_but_no_secret(app) -> None:
     listed = run(app, "list", "--json")
     shown = run(app, "show", "2", "--json")
