@@ -10,6 +10,7 @@ stage without importing the network layer.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 STARTTLS_PORTS = frozenset({25, 587, 2525})
@@ -29,6 +30,12 @@ class Security(enum.Enum):
 def security_for_port(port: int) -> Security:
     """The port rule: 25, 587 and 2525 use SMTP with STARTTLS; every other port uses SMTPS."""
     return Security.STARTTLS if port in STARTTLS_PORTS else Security.SMTPS
+
+
+def needs_smtputf8(addresses: Iterable[str]) -> bool:
+    """Whether an envelope needs SMTPUTF8 (RFC 6531): a non-ASCII address in it (the
+    wire form keeps domains as A-labels, so only a local part can make it so)."""
+    return not all(address.isascii() for address in addresses)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from email import base64mime, quoprimime
 from email.headerregistry import Address, BaseHeader, Group
 from email.message import Message
 
+from .domain import needs_smtputf8
 from .errors import InvalidSenderData
 from .fastmail import serialise
 from .messages import defused_name
@@ -203,8 +204,7 @@ def wire_bytes(message: Message, envelope: Iterable[str],
     :func:`refuse_hidden_line_breaks`): then with UTF-8 headers (RFC 6532), else with the SMTP
     policy, where a non-ASCII display name is an RFC 2047 encoded word."""
     refuse_hidden_line_breaks(message)
-    smtputf8 = (wire_address_headers(message, rules)
-                or not all(address.isascii() for address in envelope))
+    smtputf8 = wire_address_headers(message, rules) or needs_smtputf8(envelope)
     if smtputf8:
         return message.as_bytes(policy=UTF8_POLICY), True
     return serialise(message), False

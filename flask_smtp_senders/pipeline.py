@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from .diagnostics import Trace
-from .domain import ServerAddress
+from .domain import ServerAddress, needs_smtputf8
 from .errors import DeliveryError
 from .smtp_session import Deadline, Scrubber, SMTPClient, classify_failure, log
 
@@ -90,11 +90,6 @@ def envelope_lines(from_addr: str, to_addrs: Sequence[str],
             *(_command_line("rcpt TO", address, "recipient", "", utf8)
               for address in to_addrs),
             b"DATA\r\n"]
-
-
-def non_ascii(addresses: Sequence[str]) -> bool:
-    """Whether an envelope needs SMTPUTF8 (RFC 6531): a non-ASCII address in it."""
-    return not all(address.isascii() for address in addresses)
 
 
 def _run_quietly(work: Callable[[], None]) -> None:
@@ -410,7 +405,7 @@ class MailTransactions:
         try:
             smtputf8 = getattr(item, "smtputf8", None)
             if smtputf8 is None:
-                smtputf8 = non_ascii([item.from_addr, *item.recipients])
+                smtputf8 = needs_smtputf8([item.from_addr, *item.recipients])
             txn.data, params = self._wire_terms(item.data, smtputf8,
                                                 getattr(item, "seven_bit", None))
             txn.lines = envelope_lines(item.from_addr, item.recipients, params)

@@ -33,7 +33,14 @@ from collections.abc import Callable, Iterator, Sequence
 
 from .crypto import Secret
 from .diagnostics import NO_TRACE, Trace
-from .domain import STAGES, STARTTLS_PORTS, Security, ServerAddress, security_for_port
+from .domain import (
+    STAGES,
+    STARTTLS_PORTS,
+    Security,
+    ServerAddress,
+    needs_smtputf8,
+    security_for_port,
+)
 from .pipeline import (
     TRACE_STAGES,
     MailTransactions,
@@ -42,7 +49,6 @@ from .pipeline import (
     Transaction,
     Unsendable,
     envelope_lines,
-    non_ascii,
 )
 from .smtp_session import (
     CredentialsRejected,
@@ -118,7 +124,7 @@ class Connection(MailTransactions):
         be written as an SMTP command. ``trace`` records MAIL FROM, RCPT TO and DATA.
         """
         if smtputf8 is None:
-            smtputf8 = non_ascii([from_addr, *to_addrs])
+            smtputf8 = needs_smtputf8([from_addr, *to_addrs])
         txn: Transaction[None] = Transaction(None, to_addrs)
         with self._tracing(trace or NO_TRACE):
             try:
@@ -142,7 +148,7 @@ class Connection(MailTransactions):
         Raises DeliveryError as send() does (stage sender or recipient). RSET and QUIT are
         best effort (the trace's reset stage says how they went); the session ends.
         """
-        params = ("SMTPUTF8",) if non_ascii([from_addr, *to_addrs]) else ()
+        params = ("SMTPUTF8",) if needs_smtputf8([from_addr, *to_addrs]) else ()
         txn: Transaction[None] = Transaction(None, to_addrs)
         try:
             if params and not self._smtp.has_extn("smtputf8"):

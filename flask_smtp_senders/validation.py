@@ -189,11 +189,6 @@ def wire_address(value: str, rules: AddressRules = AddressRules()) -> str:
     return _address_forms(value, rules)[1]
 
 
-def needs_smtputf8(wire: str) -> bool:
-    """Whether a :func:`wire_address` result needs SMTPUTF8 (a non-ASCII local part)."""
-    return not wire.isascii()
-
-
 def ascii_address(value: str) -> str:
     """:func:`wire_address` with the default rules (its name before AddressRules)."""
     return wire_address(value)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from flask_smtp_senders import events, hookimpl
 from tests.smtp_servers import SERVER_NAME
 
@@ -29,3 +32,31 @@ class AuditingHost:
     @hookimpl
     def smtp_senders_actor(self):
         return self.actor
+
+
+class LoopbackAdmin:
+    """An administrator allowed everything, every server name routed to loopback, a bearer
+    token trusted on the API (tests.test_cases_common.bearer_token_sent), and ``prepare``:
+    a test's change to the outgoing message, if any."""
+
+    def __init__(self) -> None:
+        self.prepare: Callable[[Any], None] | None = None
+
+    @hookimpl
+    def smtp_senders_authorize(self, action, sender_id):
+        return True
+
+    @hookimpl
+    def smtp_senders_api_token_authenticated(self):
+        from tests.test_cases_common import bearer_token_sent
+
+        return bearer_token_sent()
+
+    @hookimpl
+    def smtp_senders_resolve(self, server_name, port):
+        return ["127.0.0.1"]
+
+    @hookimpl
+    def smtp_senders_prepare_message(self, message, sender, purpose):
+        if self.prepare is not None:
+            self.prepare(message)

@@ -13,13 +13,13 @@ import pytest
 
 from flask_smtp_senders import SenderSettings, get_service, hookimpl
 from flask_smtp_senders.config import DEFAULTS
+from flask_smtp_senders.domain import needs_smtputf8
 from flask_smtp_senders.domain_advice import DomainAdvisor
 from flask_smtp_senders.errors import InvalidSenderData
 from flask_smtp_senders.validation import (
     INTERNAL_SUFFIXES,
     AddressRules,
     ascii_address,
-    needs_smtputf8,
     normalise_address,
     validate_recipient,
     validate_settings,
@@ -191,7 +191,7 @@ def test_non_ascii_local_part_with_a_joined_a_label_needs_the_setting():
 def test_wire_address_gives_the_a_label_and_keeps_everything_else(address, wire):
     assert wire_address(address) == wire
     assert ascii_address(address) == wire  # the older name, with the default rules
-    assert not needs_smtputf8(wire)
+    assert not needs_smtputf8([wire])
 
 
 @pytest.mark.parametrize(("address", "reason"), [
@@ -211,7 +211,7 @@ def test_wire_address_raises_a_readable_reason_for_what_the_rules_refuse(address
 def test_wire_address_keeps_a_non_ascii_local_part_when_smtputf8_is_on():
     wire = wire_address("j\u00f6rg@b\u00fccher.example", SMTPUTF8_ON)
     assert wire == "j\u00f6rg@xn--bcher-kva.example"
-    assert needs_smtputf8(wire)
+    assert needs_smtputf8([wire])
 
 
 def test_domain_advice_skips_an_address_the_rules_refuse_without_a_lookup():

@@ -15,7 +15,7 @@ from flask import Flask
 from sqlalchemy import text, update
 from werkzeug.datastructures import MultiDict
 
-from flask_smtp_senders import SenderSettings, get_service, hookimpl
+from flask_smtp_senders import SenderSettings, get_service
 from flask_smtp_senders.cli import cli
 from flask_smtp_senders.forms import SenderForm, TestEmailForm
 from flask_smtp_senders.models import SenderRow
@@ -26,7 +26,7 @@ from flask_smtp_senders.validation import (
     validate_password,
     validate_recipient,
 )
-from tests.test_cases_common import bearer_token_sent
+from tests.hosts import LoopbackAdmin
 from tests.test_pages import csrf, errors
 
 PREFIX = "/settings/senders"
@@ -40,18 +40,8 @@ GOOD = {"username": "alice", "password": "Pa55-word", "server_name": "smtp.examp
         "reply_to_name": "Help", "reply_to_address": "help@example.com"}
 
 
-class Host:
-    @hookimpl
-    def smtp_senders_authorize(self, action, sender_id):
-        return True
 
-    @hookimpl
-    def smtp_senders_api_token_authenticated(self):
-        return bearer_token_sent()
-
-    @hookimpl
-    def smtp_senders_resolve(self, server_name, port):
-        return ["127.0.0.1"]
+Host = LoopbackAdmin
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import update
 
-from flask_smtp_senders import InvalidSenderData, SenderSettings, get_service, hookimpl
+from flask_smtp_senders import InvalidSenderData, SenderSettings, get_service
 from flask_smtp_senders.messages import (
     SenderHeaders,
     address_header,
@@ -34,8 +34,8 @@ from flask_smtp_senders.validation import (
     hides_control,
     validate_settings,
 )
+from tests.hosts import LoopbackAdmin
 from tests.smtp_servers import SERVER_NAME
-from tests.test_cases_common import bearer_token_sent
 
 INJECTED = "Acme\r\nBcc: victim@evil.example\r\n\r\nInjected body"
 #: The same injection as a q and a b encoded word, and variants readers decode leniently.
@@ -59,26 +59,8 @@ HIDING_REFUSED = HIDING[:-1]
 WIRE_WORDS = [pytest.param(Q_WORD, id="q"), pytest.param(B_WORD, id="b")]
 
 
-class Host:
-    def __init__(self) -> None:
-        self.prepare: Any = None
 
-    @hookimpl
-    def smtp_senders_authorize(self, action, sender_id):
-        return True
-
-    @hookimpl
-    def smtp_senders_api_token_authenticated(self):
-        return bearer_token_sent()
-
-    @hookimpl
-    def smtp_senders_resolve(self, server_name, port):
-        return ["127.0.0.1"]
-
-    @hookimpl
-    def smtp_senders_prepare_message(self, message, sender, purpose):
-        if self.prepare is not None:
-            self.prepare(message)
+Host = LoopbackAdmin
 
 
 @pytest.fixture
