@@ -35,7 +35,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import bindparam, insert, select, update
 
 from flask_smtp_senders import SMTPSenders, get_service
-from flask_smtp_senders.models import SenderRow
+from flask_smtp_senders.storage.models import SenderRow
 
 SENDERS = 1000
 RUNS = 3

@@ -77,12 +77,12 @@ from flask_smtp_senders import (
     SenderSettings,
     SMTPSenders,
     events,
-    fastmail,
     get_service,
     hookimpl,
-    transport,
 )
 from flask_smtp_senders.crypto import Secret
+from flask_smtp_senders.mail import fastmail
+from flask_smtp_senders.smtp import transport
 
 FROM_ADDRESS = "noreply@example.com"
 FROM_NAME = "Acme"

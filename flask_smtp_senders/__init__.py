@@ -7,7 +7,6 @@ test them with Send Test Email, and the host app sends its notifications through
 from __future__ import annotations
 
 from . import events
-from .diagnostics import Diagnosis, Stage
 from .errors import (
     AuditFailed,
     ConcurrentUpdate,
@@ -24,10 +23,11 @@ from .errors import (
 )
 from .extension import SMTPSenders, get_service
 from .hooks import hookimpl
-from .sending import SendResult
-from .service import CheckResult, ProbeResult, SenderService, TestEmailResult
-from .store import Sender, SenderStore, SQLAlchemyStore, TestState
-from .transport import Security, security_for_port
+from .services.delivery import SendResult
+from .services.senders import CheckResult, ProbeResult, SenderService, TestEmailResult
+from .smtp.diagnostics import Diagnosis, Stage
+from .smtp.transport import Security, security_for_port
+from .storage.sqlalchemy import Sender, SenderStore, SQLAlchemyStore, TestState
 from .validation import AddressRules, SenderSettings, validate_settings
 
 __all__ = [

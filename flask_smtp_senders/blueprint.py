@@ -27,9 +27,13 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
-from .config import message
 from .errors import AuditFailed, ConcurrentUpdate, SenderNotFound, StorageError, TableMissing
-from .forms import (
+from .services.public import sender_tag
+from .services.senders import ProbeResult
+from .settings import message
+from .state import get_service
+from .storage.sqlalchemy import Sender
+from .web.forms import (
     CheckConnectionForm,
     DefaultForm,
     DeleteForm,
@@ -37,13 +41,9 @@ from .forms import (
     SenderForm,
     TestEmailForm,
 )
-from .guard import authorized, csrf_refusal
-from .public import sender_tag
-from .ratelimit import Refusal, test_email_refusal, write_refusal
-from .service import ProbeResult
-from .state import get_service
-from .store import Sender
-from .web_headers import security_headers
+from .web.guard import authorized, csrf_refusal
+from .web.headers import security_headers
+from .web.ratelimit import Refusal, test_email_refusal, write_refusal
 
 bp = Blueprint("smtp_senders", __name__, template_folder="templates",
                static_folder="static/smtp_senders",

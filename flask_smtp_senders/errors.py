@@ -67,7 +67,7 @@ class AuditFailed(SMTPSendersError):
 class DeliveryError(SMTPSendersError):
     """A send failed at one stage of the SMTP exchange.
 
-    ``stage`` is one of :data:`flask_smtp_senders.transport.STAGES`; ``user_message`` is a
+    ``stage`` is one of :data:`flask_smtp_senders.smtp.transport.STAGES`; ``user_message`` is a
     fixed, safe text from the message catalogue. Details are logged, never put here.
     """
 

@@ -16,20 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
-from . import transport
-from .config import apply_defaults, message
 from .crypto import PasswordCipher, parse_keys, read_keys_file
 from .destinations import DestinationPolicy, is_metadata_name, never_allowed
 from .errors import ConfigurationError
 from .hooks import make_plugin_manager
-from .ratelimit import validate_config as validate_rate_limit
-from .service import SenderService
+from .services.senders import SenderService
+from .settings import apply_defaults, message
+from .smtp import transport
 from .state import EXTENSION_KEY, api_prefix, get_service, is_api_path  # noqa: F401 - re-exported
-from .store import SenderStore
-from .web_headers import api_headers, security_headers  # noqa: F401 - re-exported
+from .storage.sqlalchemy import SenderStore
+from .web.headers import api_headers, security_headers  # noqa: F401 - re-exported
+from .web.ratelimit import validate_config as validate_rate_limit
 
 if TYPE_CHECKING:
-    from .sending import SendResult
+    from .services.delivery import SendResult
 
 
 _STAGE_MESSAGES = {
@@ -96,13 +96,13 @@ class SMTPSenders:
 
             app.register_blueprint(bp, url_prefix=config["SMTP_SENDERS_URL_PREFIX"])
         if config["SMTP_SENDERS_API"]:
-            from .api import api
+            from .web.api import api
 
             app.register_blueprint(api, url_prefix=api_prefix(config))
             app.after_request(api_headers)
         if config["SMTP_SENDERS_CREATE_TABLES"] and hasattr(store, "create_tables"):
             # Create or upgrade the table (the built-in store runs our migrations).
-            from .schema import NewerSchema
+            from .storage.schema import NewerSchema
 
             with app.app_context():
                 try:

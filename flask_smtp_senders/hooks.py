@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from .events import AuditEvent
-    from .store import Sender, SenderStore
+    from .storage.sqlalchemy import Sender, SenderStore
 
 NAME = "flask_smtp_senders"
 
@@ -146,13 +146,13 @@ class _BuiltIns:
     def smtp_senders_store(self, app: Flask, db: Any) -> SenderStore | None:
         if db is None:
             return None
-        from .store import SQLAlchemyStore
+        from .storage.sqlalchemy import SQLAlchemyStore
 
         return SQLAlchemyStore(db)
 
     @hookimpl(trylast=True)
     def smtp_senders_resolve(self, server_name: str, port: int) -> list[str]:
-        from .transport import resolve
+        from .smtp.transport import resolve
 
         return resolve(server_name, port)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, current_app
 
 if TYPE_CHECKING:
-    from .service import SenderService
+    from .services.senders import SenderService
 
 EXTENSION_KEY = "smtp_senders"
 

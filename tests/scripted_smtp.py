@@ -399,7 +399,7 @@ def client_options(server: ScriptedServer, tls_material: TLSMaterial, *,
                    operation_timeout: float = 5.0, deadline: float = 10.0) -> Any:
     """The transport's options for a test that connects to ``server`` by SERVER_NAME: the
     name resolves to the server's loopback address, the only one allowed."""
-    from flask_smtp_senders import transport
+    from flask_smtp_senders.smtp import transport
     from tests.smtp_servers import SERVER_NAME
 
     return transport.TransportOptions(

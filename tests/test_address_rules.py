@@ -12,10 +12,10 @@ import json
 import pytest
 
 from flask_smtp_senders import SenderSettings, get_service, hookimpl
-from flask_smtp_senders.config import DEFAULTS
 from flask_smtp_senders.domain import needs_smtputf8
-from flask_smtp_senders.domain_advice import DomainAdvisor
 from flask_smtp_senders.errors import InvalidSenderData
+from flask_smtp_senders.services.dns_advice import DomainAdvisor
+from flask_smtp_senders.settings import DEFAULTS
 from flask_smtp_senders.validation import (
     INTERNAL_SUFFIXES,
     AddressRules,

@@ -49,7 +49,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from example_app import create_app, db
 from flask_smtp_senders import hookimpl
-from flask_smtp_senders.api import openapi_document
+from flask_smtp_senders.web.api import openapi_document
 from tests.conftest import Database
 from tests.smtp_servers import LOOPBACK, SERVER_NAME, RecordingServer
 

@@ -17,8 +17,7 @@ from werkzeug.datastructures import MultiDict
 
 from flask_smtp_senders import SenderSettings, get_service
 from flask_smtp_senders.cli import cli
-from flask_smtp_senders.forms import SenderForm, TestEmailForm
-from flask_smtp_senders.models import SenderRow
+from flask_smtp_senders.storage.models import SenderRow
 from flask_smtp_senders.validation import (
     MSG_CONTROL,
     MSG_PORT,
@@ -26,6 +25,7 @@ from flask_smtp_senders.validation import (
     validate_password,
     validate_recipient,
 )
+from flask_smtp_senders.web.forms import SenderForm, TestEmailForm
 from tests.hosts import LoopbackAdmin
 from tests.test_pages import csrf, errors
 

@@ -103,7 +103,7 @@ ORACLE_TEXT = ["Errno", "errno", "Connection refused", "ECONNREFUSED", "timed ou
 def assert_catalogue_only(app, diagnosis: dict) -> None:
     """The staged report holds our labels, our advice and our words for the facts; the
     only values from the other side are reply codes and advertised extension names."""
-    from flask_smtp_senders.diagnostics import LABELS
+    from flask_smtp_senders.smtp.diagnostics import LABELS
 
     advice = {value for key, value in app.config.items()
               if key.startswith("SMTP_SENDERS_ADVICE_")}

@@ -20,8 +20,8 @@ from flask import Flask, request
 from flask.testing import FlaskClient
 
 from flask_smtp_senders import get_service, hookimpl
-from flask_smtp_senders.config import DEFAULTS
 from flask_smtp_senders.events import AuditEvent
+from flask_smtp_senders.settings import DEFAULTS
 from tests.smtp_servers import SERVER_NAME
 from tests.test_pages import csrf, errors, form_values
 

@@ -32,7 +32,7 @@ from flask_smtp_senders import (
     get_service,
     hookimpl,
 )
-from flask_smtp_senders.tasks import (
+from flask_smtp_senders.contrib.celery import (
     SendFailed,
     dump_message,
     load_message,

@@ -15,7 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
 from flask_smtp_senders import SenderSettings, get_service, hookimpl
-from flask_smtp_senders.cli import generate_key
+from flask_smtp_senders.cli.keys import generate_key
 from flask_smtp_senders.events import KeysRotated
 
 PASSWORDS = ["CorrectHorse-Battery-42", "Pässwörd-Ünïcode-€-Sekret", "quote'\"#;-77"]

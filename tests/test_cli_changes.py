@@ -22,15 +22,15 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_smtp_senders import (
     SenderSettings,
     SMTPSenders,
-    cli_changes,
     events,
     get_service,
     hookimpl,
 )
-from flask_smtp_senders.config import DEFAULTS
+from flask_smtp_senders.cli import changes as cli_changes
 from flask_smtp_senders.errors import StorageError
-from flask_smtp_senders.service import SenderService
-from flask_smtp_senders.store import Sender, TestState
+from flask_smtp_senders.services.senders import SenderService
+from flask_smtp_senders.settings import DEFAULTS
+from flask_smtp_senders.storage.sqlalchemy import Sender, TestState
 from tests.hosts import AuditingHost
 from tests.smtp_servers import SERVER_NAME, RecordingServer
 

@@ -16,10 +16,10 @@ from click.testing import Result
 from flask import Flask
 
 from flask_smtp_senders import SenderSettings, events, get_service
-from flask_smtp_senders.config import DEFAULTS
 from flask_smtp_senders.errors import StorageError
-from flask_smtp_senders.service import SenderService
-from flask_smtp_senders.store import Sender, TestState
+from flask_smtp_senders.services.senders import SenderService
+from flask_smtp_senders.settings import DEFAULTS
+from flask_smtp_senders.storage.sqlalchemy import Sender, TestState
 from tests.hosts import AuditingHost
 from tests.smtp_servers import SERVER_NAME, RecordingServer
 from tests.test_pages import PREFIX, csrf

@@ -10,7 +10,7 @@ from flask import Flask
 
 from flask_smtp_senders import SenderSettings, get_service
 from flask_smtp_senders.errors import StorageError
-from flask_smtp_senders.service import SenderService
+from flask_smtp_senders.services.senders import SenderService
 
 PASSWORD = "List-Pa55word-1"
 

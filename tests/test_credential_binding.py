@@ -43,9 +43,9 @@ from flask_smtp_senders.crypto import (
     PasswordCipher,
     binding_key,
 )
-from flask_smtp_senders.models import SenderRow
-from flask_smtp_senders.service import SenderService
-from flask_smtp_senders.store import destination
+from flask_smtp_senders.services.senders import SenderService
+from flask_smtp_senders.storage.models import SenderRow
+from flask_smtp_senders.storage.sqlalchemy import destination
 from tests.smtp_servers import SERVER_NAME, RecordingServer
 from tests.test_extension import MemoryStore
 

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from flask_smtp_senders import InvalidSenderData, SenderSettings, hookimpl
-from flask_smtp_senders.config import DEFAULTS
 from flask_smtp_senders.destinations import DestinationPolicy
+from flask_smtp_senders.settings import DEFAULTS
 from tests.smtp_servers import SERVER_NAME
 
 pytestmark = pytest.mark.sqlite_only

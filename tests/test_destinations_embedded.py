@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from flask_smtp_senders import InvalidSenderData, SenderSettings, hookimpl
-from flask_smtp_senders.config import DEFAULTS
 from flask_smtp_senders.destinations import (
     METADATA_ADDRESSES,
     METADATA_NAMES,
@@ -32,6 +31,7 @@ from flask_smtp_senders.destinations import (
     never_allowed,
     parse,
 )
+from flask_smtp_senders.settings import DEFAULTS
 from tests.smtp_servers import SERVER_NAME
 
 pytestmark = pytest.mark.sqlite_only
@@ -345,9 +345,9 @@ def test_the_transport_refuses_a_metadata_name_before_looking_it_up(tls_material
     """Case G4: whatever path hands the transport a metadata service's name (a store of
     the host's, a row from before this rule), it fails at "destination" before the
     resolver is asked, so not even a DNS query goes out."""
-    from flask_smtp_senders import transport
     from flask_smtp_senders.crypto import Secret
     from flask_smtp_senders.errors import DeliveryError
+    from flask_smtp_senders.smtp import transport
 
     asked: list[str] = []
 

@@ -19,9 +19,9 @@ import pytest
 from cryptography.fernet import Fernet
 
 from flask_smtp_senders import InvalidSenderData, SenderSettings, get_service, hookimpl
-from flask_smtp_senders.config import DEFAULTS
-from flask_smtp_senders.diagnostics import ADVICE_NAMES, LABELS, Diagnosis
 from flask_smtp_senders.events import ConnectionChecked
+from flask_smtp_senders.settings import DEFAULTS
+from flask_smtp_senders.smtp.diagnostics import ADVICE_NAMES, LABELS, Diagnosis
 from tests.smtp_servers import SERVER_NAME, RawTCPServer, RecordingServer, SilentServer
 from tests.test_cases_common import (
     CASE_CONFIG,
@@ -676,4 +676,4 @@ def test_no_server_text_or_secret_reaches_a_diagnosis(service, host, smtp_server
     for record in app_records:
         if MARKER in record.getMessage():
             assert (record.name, record.msg) == (
-                "flask_smtp_senders.transport", "SMTP %s failed at stage %s for %s:%s: %s")
+                "flask_smtp_senders.smtp.transport", "SMTP %s failed at stage %s for %s:%s: %s")

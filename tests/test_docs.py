@@ -13,10 +13,10 @@ import pytest
 from flask import Flask
 from openapidocs.mk.v3 import OpenAPIV3DocumentationHandler
 
-from flask_smtp_senders.api import api
 from flask_smtp_senders.cli import cli
-from flask_smtp_senders.config import DEFAULTS
 from flask_smtp_senders.hooks import HookSpecs
+from flask_smtp_senders.settings import DEFAULTS
+from flask_smtp_senders.web.api import api
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 HOOKS = sorted(name for name in vars(HookSpecs) if name.startswith("smtp_senders_"))
@@ -69,7 +69,7 @@ def documented_templates() -> dict[str, set[str]]:
 def rendered_context() -> dict[str, set[str]]:
     """template -> every keyword any ``render_template`` call of the package gives it."""
     context: dict[str, set[str]] = {}
-    for module in (DOCS.parent / "flask_smtp_senders").glob("*.py"):
+    for module in (DOCS.parent / "flask_smtp_senders").rglob("*.py"):
         for node in ast.walk(ast.parse(module.read_text())):
             if (isinstance(node, ast.Call) and getattr(node.func, "id", None)
                     == "render_template" and node.args
@@ -97,7 +97,7 @@ def test_the_documented_context_is_what_the_template_gets(template):
 # -- the JSON API ------------------------------------------------------------------------
 
 API_DOC = DOCS / "api.md"
-API_SOURCE = DOCS.parent / "flask_smtp_senders" / "api.py"
+API_SOURCE = DOCS.parent / "flask_smtp_senders" / "web" / "api.py"
 OPENAPI = DOCS.parent / "flask_smtp_senders" / "openapi.json"
 OAD_TAG = re.compile(r"\[OAD\(([^)]+)\)\]")
 

@@ -9,9 +9,9 @@ import pytest
 
 from example_app.dns_server import LOOPBACK, DNSServer
 from flask_smtp_senders import SenderSettings, hookimpl
-from flask_smtp_senders.config import DEFAULTS
-from flask_smtp_senders.domain_advice import DomainAdvisor
 from flask_smtp_senders.errors import ConfigurationError
+from flask_smtp_senders.services.dns_advice import DomainAdvisor
+from flask_smtp_senders.settings import DEFAULTS
 
 SPF = "v=spf1 mx include:_spf.example.net -all"
 

@@ -19,14 +19,14 @@ from flask import Flask
 from sqlalchemy import update
 
 from flask_smtp_senders import InvalidSenderData, SenderSettings, get_service
-from flask_smtp_senders.messages import (
+from flask_smtp_senders.mail.headers import (
     SenderHeaders,
     address_header,
     build_test_message,
     checked_fold,
 )
-from flask_smtp_senders.models import SenderRow
-from flask_smtp_senders.outgoing import refuse_hidden_line_breaks, wire_bytes
+from flask_smtp_senders.mail.outgoing import refuse_hidden_line_breaks, wire_bytes
+from flask_smtp_senders.storage.models import SenderRow
 from flask_smtp_senders.validation import (
     MSG_ENCODED_CONTROL,
     AddressRules,

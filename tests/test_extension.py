@@ -26,7 +26,7 @@ from flask_smtp_senders import (
     get_service,
     hookimpl,
 )
-from flask_smtp_senders.config import DEFAULTS
+from flask_smtp_senders.settings import DEFAULTS
 
 PASSWORD = "CorrectHorse-Battery-42"
 UNSET = object()

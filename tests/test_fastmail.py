@@ -34,7 +34,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, event, given, reject, settings
 from hypothesis import strategies as st
 
-from flask_smtp_senders import fastmail
+from flask_smtp_senders.mail import fastmail
 
 SMTP = email.policy.SMTP
 

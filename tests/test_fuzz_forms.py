@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from flask_smtp_senders import InvalidSenderData, SenderSettings, get_service
-from flask_smtp_senders.public import sender_tag
+from flask_smtp_senders.services.public import sender_tag
 from flask_smtp_senders.validation import SETTING_NAMES, validate_recipient, validate_settings
 from tests.smtp_servers import SERVER_NAME
 from tests.test_cases_common import (

@@ -17,10 +17,11 @@ import ssl
 
 import pytest
 
-from flask_smtp_senders import SenderSettings, get_service, transport
+from flask_smtp_senders import SenderSettings, get_service
 from flask_smtp_senders.crypto import Secret
 from flask_smtp_senders.errors import DeliveryError
-from flask_smtp_senders.smtp_session import describe
+from flask_smtp_senders.smtp import transport
+from flask_smtp_senders.smtp.session import describe
 from tests.smtp_servers import SERVER_NAME, RawTCPServer, server_context
 from tests.test_cases_common import (
     CASE_CONFIG,

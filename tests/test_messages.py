@@ -11,8 +11,8 @@ from email.message import EmailMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flask_smtp_senders import fastmail
-from flask_smtp_senders.messages import SenderHeaders, address_header, message_id
+from flask_smtp_senders.mail import fastmail
+from flask_smtp_senders.mail.headers import SenderHeaders, address_header, message_id
 from flask_smtp_senders.validation import SenderSettings
 
 SMTP = email.policy.SMTP

@@ -38,8 +38,9 @@ from sqlalchemy import (
     text,
 )
 
-from flask_smtp_senders import SenderSettings, SMTPSenders, get_service, schema
-from flask_smtp_senders.models import Base
+from flask_smtp_senders import SenderSettings, SMTPSenders, get_service
+from flask_smtp_senders.storage import schema
+from flask_smtp_senders.storage.models import Base
 
 HEAD = "smtp_senders_0002"
 VERSION_TABLE = "smtp_senders_alembic_version"

@@ -13,7 +13,7 @@ from flask import Flask
 from sqlalchemy import create_engine, inspect
 
 from flask_smtp_senders import SenderSettings, StorageError, TableMissing, get_service, hookimpl
-from flask_smtp_senders.config import DEFAULTS
+from flask_smtp_senders.settings import DEFAULTS
 from tests.smtp_servers import SERVER_NAME
 from tests.test_cases_common import good_fields, token_of
 

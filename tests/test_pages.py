@@ -8,7 +8,7 @@ import re
 import pytest
 
 from flask_smtp_senders import hookimpl
-from flask_smtp_senders.config import DEFAULTS
+from flask_smtp_senders.settings import DEFAULTS
 from tests.smtp_servers import SERVER_NAME
 
 PREFIX = "/settings/senders"

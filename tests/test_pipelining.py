@@ -21,9 +21,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flask_smtp_senders import pipeline, transport
 from flask_smtp_senders.crypto import Secret
 from flask_smtp_senders.errors import DeliveryError, SMTPTimeout
+from flask_smtp_senders.smtp import transactions as pipeline
+from flask_smtp_senders.smtp import transport
 from tests.smtp_servers import LOOPBACK, SERVER_NAME, RawTCPServer, server_context
 
 SENDER = "portal@example.org"

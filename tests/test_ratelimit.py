@@ -26,9 +26,9 @@ from flask_sqlalchemy import SQLAlchemy
 from limits.storage import MemoryStorage, RedisStorage
 
 from flask_smtp_senders import SenderSettings, SMTPSenders, get_service, hookimpl
-from flask_smtp_senders.config import DEFAULTS
 from flask_smtp_senders.errors import ConfigurationError
-from flask_smtp_senders.ratelimit import (
+from flask_smtp_senders.settings import DEFAULTS
+from flask_smtp_senders.web.ratelimit import (
     TestEmailLimiter,
     limiter_for,
     validate_config,
@@ -284,7 +284,7 @@ def test_unreachable_redis_refuses_with_503_and_sends_nothing(named_app, server,
     assert DEFAULTS["SMTP_SENDERS_MSG_RATE_LIMIT_UNAVAILABLE_WRITES"].encode() in saved.data
     with app.app_context():
         assert [s.id for s in get_service(app).list_senders()] == [sender.id]
-    with caplog.at_level(logging.ERROR, logger="flask_smtp_senders.ratelimit"):
+    with caplog.at_level(logging.ERROR, logger="flask_smtp_senders.web.ratelimit"):
         answer = client.post(f"{sender_url}/test", headers={**JSON, "X-Admin": "ann"},
                              data=data)
         page = client.post(f"{sender_url}/test", data=data)

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from flask_smtp_senders import transport
 from flask_smtp_senders.crypto import Secret
-from flask_smtp_senders.diagnostics import Trace
 from flask_smtp_senders.errors import DeliveryError, SMTPTimeout
-from flask_smtp_senders.smtp_session import (
+from flask_smtp_senders.smtp import transport
+from flask_smtp_senders.smtp.diagnostics import Trace
+from flask_smtp_senders.smtp.session import (
     MAX_REPLY_BYTES,
     MAX_REPLY_LINE,
     MAX_REPLY_LINES,

@@ -17,9 +17,10 @@ from email.message import EmailMessage
 
 import pytest
 
-from flask_smtp_senders import SenderSettings, get_service, transport
+from flask_smtp_senders import SenderSettings, get_service
 from flask_smtp_senders.crypto import Secret
-from flask_smtp_senders.smtp_session import Scrubber, scrub
+from flask_smtp_senders.smtp import transport
+from flask_smtp_senders.smtp.session import Scrubber, scrub
 from tests.scripted_smtp import ScriptedServer
 from tests.smtp_servers import SERVER_NAME
 from tests.test_cases_common import CASE_CONFIG, RECIPIENT, Host, secret_forms

@@ -29,10 +29,10 @@ from flask_smtp_senders import (
     SenderSettings,
     get_service,
     hookimpl,
-    transport,
 )
 from flask_smtp_senders.crypto import Secret
-from flask_smtp_senders.models import SenderRow
+from flask_smtp_senders.smtp import transport
+from flask_smtp_senders.storage.models import SenderRow
 from tests.smtp_servers import SERVER_NAME, RawTCPServer, server_context
 from tests.test_cases_common import (
     CASE_CONFIG,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from flask_smtp_senders.config import DEFAULTS
+from flask_smtp_senders.settings import DEFAULTS
 from tests.test_cases_common import (
     CASE_CONFIG,
     PREFIX,

@@ -33,9 +33,9 @@ from flask_smtp_senders.crypto import (
     binding_key,
     fingerprint_key,
 )
-from flask_smtp_senders.models import SenderRow
-from flask_smtp_senders.service import SenderService
-from flask_smtp_senders.store import Sender, TestState
+from flask_smtp_senders.services.senders import SenderService
+from flask_smtp_senders.storage.models import SenderRow
+from flask_smtp_senders.storage.sqlalchemy import Sender, TestState
 from tests.hosts import AuditingHost
 from tests.smtp_servers import SERVER_NAME, RecordingServer
 from tests.test_pages import PREFIX, WARNING, csrf, form_values

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from flask_smtp_senders import SenderSettings, hookimpl
-from flask_smtp_senders.config import DEFAULTS
+from flask_smtp_senders.settings import DEFAULTS
 from tests.smtp_servers import SERVER_NAME
 
 #: Transport behaviour does not depend on the database: SQLite is enough here.

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from flask_smtp_senders import transport
 from flask_smtp_senders.crypto import Secret
-from flask_smtp_senders.diagnostics import Trace
 from flask_smtp_senders.errors import DeliveryError
-from flask_smtp_senders.smtp_session import _auth_answer
+from flask_smtp_senders.smtp import transport
+from flask_smtp_senders.smtp.diagnostics import Trace
+from flask_smtp_senders.smtp.session import _auth_answer
 from tests.scripted_smtp import client_options
 from tests.smtp_servers import SERVER_NAME
 

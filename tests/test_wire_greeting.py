@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from flask_smtp_senders import SenderSettings, hookimpl, transport
-from flask_smtp_senders.config import DEFAULTS
+from flask_smtp_senders import SenderSettings, hookimpl
 from flask_smtp_senders.crypto import Secret
-from flask_smtp_senders.diagnostics import Trace
 from flask_smtp_senders.errors import DeliveryError
+from flask_smtp_senders.settings import DEFAULTS
+from flask_smtp_senders.smtp import transport
+from flask_smtp_senders.smtp.diagnostics import Trace
 from tests.scripted_smtp import client_options
 from tests.smtp_servers import SERVER_NAME
 

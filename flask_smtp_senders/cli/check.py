@@ -1,0 +1,116 @@
+"""``flask smtp-senders check``: the connection check from the command line.
+
+Runs the connection check (the dry run, nothing delivered) on every sender or one,
+records each result on its sender and audits it. Exit codes: 0 every check passed,
+1 some check failed, 2 nothing was checked (no such sender, a bad --to address, the
+database failed), 3 an unexpected error. See docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from ..errors import InvalidSenderData, SenderNotFound, StorageError
+from ..state import get_service
+from ..validation import validate_recipient
+from .group import (
+    EXIT_CHECK_FAILED,
+    EXIT_NOTHING_CHECKED,
+    EXIT_UNEXPECTED,
+    cli,
+    count_senders,
+    storage_failed,
+)
+
+if TYPE_CHECKING:
+    from ..services.senders import ProbeResult
+    from ..storage.sqlalchemy import Sender
+
+log = logging.getLogger(__name__)
+
+
+@cli.command("check")
+@click.option("--sender", "sender_id", type=int, default=None, metavar="ID",
+              help="Check this sender only (default: every sender).")
+@click.option("--to", "recipient", default=None, metavar="ADDRESS",
+              help="The address for RCPT TO (default: each sender's From Address).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON list (with each diagnosis) instead of lines.")
+def check(sender_id: int | None, recipient: str | None, as_json: bool) -> None:
+    """Run the connection check (a dry run: nothing is sent) on every sender.
+
+    Connects, sets up TLS, signs in and asks the server whether it would take MAIL FROM
+    and RCPT TO, then says RSET and QUIT. Each result is recorded on its sender (shown on
+    the Senders page) and audited. Exits 1 when any check failed.
+    """
+    service = get_service()
+    try:
+        if recipient is not None and recipient.strip(" \t"):
+            recipient = validate_recipient(recipient, service.address_rules)
+        else:
+            recipient = None
+        senders = ([service.get_sender(sender_id)] if sender_id is not None
+                   else service.list_senders())
+    except InvalidSenderData as invalid:
+        _nothing_checked(f"--to: {invalid.errors.get('recipient', 'not a valid address')}")
+    except SenderNotFound:
+        _nothing_checked(f"there is no sender with id {sender_id}.")
+    except StorageError as exc:
+        _nothing_checked(storage_failed(exc))
+
+    results: list[tuple[Sender, ProbeResult]] = []
+    try:
+        if len(senders) > 1:
+            with click.progressbar(senders, label="Checking senders",
+                                   file=sys.stderr) as bar:
+                results = [(sender, service.check_connection(sender.id, recipient))
+                           for sender in bar]
+        else:
+            results = [(sender, service.check_connection(sender.id, recipient))
+                       for sender in senders]
+    except SenderNotFound:  # deleted while the others were checked
+        _nothing_checked("a sender was deleted during the check; run it again.")
+    except StorageError as exc:
+        _nothing_checked(storage_failed(exc))
+    except Exception as exc:
+        log.exception("check failed")
+        click.echo(f"Error: check failed unexpectedly ({type(exc).__name__}); see the log.",
+                   err=True)
+        raise click.exceptions.Exit(EXIT_UNEXPECTED) from None
+
+    if as_json:
+        click.echo(json.dumps([_check_as_dict(sender, result)
+                               for sender, result in results], indent=2))
+    else:
+        for sender, result in results:
+            click.echo(_check_line(sender, result))
+    failed = sum(1 for _, result in results if not result.ok)
+    if not results:
+        click.echo("No sender to check.", err=True)
+    elif failed:
+        click.echo(f"{failed} of {count_senders(len(results))} failed the connection check.",
+                   err=True)
+        raise click.exceptions.Exit(EXIT_CHECK_FAILED)
+
+
+def _check_line(sender: Sender, result: ProbeResult) -> str:
+    where = f"#{sender.id} {sender.settings.server_name}:{sender.settings.port}"
+    outcome = "ok" if result.ok else f"failed at {result.stage or 'unknown'}"
+    return f"{where} <{sender.settings.from_address}>: {outcome}: {result.message}"
+
+
+def _check_as_dict(sender: Sender, result: ProbeResult) -> dict[str, Any]:
+    return {"id": sender.id, "server_name": sender.settings.server_name,
+            "port": sender.settings.port, "from_address": sender.settings.from_address,
+            "ok": result.ok, "stage": result.stage, "message": result.message,
+            "diagnosis": result.diagnosis.as_dict()}
+
+
+def _nothing_checked(reason: str) -> NoReturn:
+    click.echo(f"Error: nothing was checked: {reason}", err=True)
+    raise click.exceptions.Exit(EXIT_NOTHING_CHECKED)

@@ -1,0 +1,2 @@
+"""Where senders live: the store protocol, its SQLAlchemy implementation, the table and
+its migrations."""

@@ -1,0 +1,147 @@
+"""One FlaskForm per screen, labelled with the contract's words.
+
+CSRF is forced on (``Meta.csrf``) even when a host turns it off globally. Field rules are
+not repeated here: :mod:`flask_smtp_senders.validation` checks the values and its messages
+are put beside the fields they concern. Password fields are never re-rendered.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, PasswordField, SelectField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
+
+from ..errors import InvalidSenderData
+from ..services.public import sender_tag, version_read
+from ..validation import (
+    SETTING_NAMES,
+    AddressRules,
+    SenderSettings,
+    validate_password,
+    validate_recipient,
+    validate_settings,
+)
+
+if TYPE_CHECKING:
+    from ..storage.sqlalchemy import Sender
+
+
+def _rules() -> AddressRules:
+    """The addresses the app allows: its SMTPUTF8 and internal-domain settings."""
+    return AddressRules.from_config(current_app.config)
+
+
+class _Form(FlaskForm):
+    class Meta:
+        csrf = True  # never off for these forms
+
+    def add_errors(self, errors: dict[str, str]) -> None:
+        for name, text in errors.items():
+            field = self._fields.get(name)
+            if field is not None:
+                field.errors = [*field.errors, text]
+
+
+class _Versioned:
+    """A form with the hidden version field of the sender it changes."""
+
+    version: HiddenField
+
+    def expected_version(self, sender: Sender) -> int | None:
+        """The version the page was read at (see :func:`.public.version_read`)."""
+        return version_read(self.version.data, sender)
+
+
+class NewSenderForm(_Form):
+    """The + step: what kind of sender to add."""
+
+    sender_type = SelectField("Sender Type", choices=[SelectChoice("email", "Email")])
+    provider_type = SelectField("Provider Type",
+                                choices=[SelectChoice("custom", "Custom Server")])
+    submit = SubmitField("Next")
+
+
+class SenderForm(_Versioned, _Form):
+    """Email Sender Custom SMTP Server."""
+
+    username = StringField("Username")
+    password = PasswordField("Password")
+    server_name = StringField("Server Name")
+    port = StringField("Port", default="465")
+    from_name = StringField("From Name")
+    from_address = StringField("From Address")
+    reply_to_name = StringField("Reply-To Name")
+    reply_to_address = StringField("Reply-To Address")
+    version = HiddenField()
+    submit = SubmitField("Save")
+
+    required = frozenset({"username", "password", "server_name", "port", "from_address"})
+
+    settings: SenderSettings | None = None
+
+    def fill(self, sender: Sender) -> None:
+        """The saved settings; for a row changed behind the application's back, what is
+        wrong with each field is shown beside it (``Sender.problems``)."""
+        for name in SETTING_NAMES:
+            self[name].data = str(getattr(sender.settings, name))
+        self.version.data = sender_tag(sender)
+        self.add_errors(dict(getattr(sender, "problems", {}) or {}))
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        ok = super().validate(extra_validators)
+        values = {name: self[name].data or "" for name in SETTING_NAMES}
+        try:
+            self.settings = validate_settings(**values, rules=_rules())
+        except InvalidSenderData as exc:
+            self.add_errors(exc.errors)
+            ok = False
+        try:
+            validate_password(self.password.data)
+        except InvalidSenderData as exc:
+            self.add_errors(exc.errors)
+            ok = False
+        return ok
+
+
+class TestEmailForm(_Form):
+    """Send Test Email: one recipient, nothing else is the user's to choose."""
+
+    __test__ = False  # not a pytest test class
+
+    recipient = StringField("Send to")
+    submit = SubmitField("Send")
+    check = SubmitField("Check connection")
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        ok = super().validate(extra_validators)
+        try:
+            self.recipient.data = validate_recipient(self.recipient.data or "", _rules())
+        except InvalidSenderData as exc:
+            self.add_errors(exc.errors)
+            ok = False
+        return ok
+
+
+class CheckConnectionForm(TestEmailForm):
+    """Check connection, the dry run: the recipient (for RCPT TO) may be left empty, and
+    then the From Address stands in."""
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        if (self.recipient.data or "").strip(" \t"):
+            return super().validate(extra_validators)
+        self.recipient.data = None
+        return _Form.validate(self, extra_validators)
+
+
+class DeleteForm(_Versioned, _Form):
+    version = HiddenField()
+    submit = SubmitField("Delete")
+
+
+class DefaultForm(_Form):
+    """Make a sender the default for the host's own messages."""
+
+    submit = SubmitField("Make default")

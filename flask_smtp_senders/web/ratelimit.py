@@ -1,0 +1,239 @@
+"""Case C7: a rate limit on Send Test Email, per administrator and per sender; and
+Case G5: a rate limit on saves (create, edit, delete, make default) per administrator.
+
+Why: the test button makes the portal open SMTP connections to a server the administrator
+chose, so without a limit it is a mail cannon and a port-scan oracle (ASVS 11.1.4). The
+``limits`` library does the counting, in a moving window: in memory for one process, or in
+Redis so that every worker of the portal shares one limit (case F5). A storage that cannot
+be reached refuses the send (fail closed) rather than letting it through uncounted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlparse
+
+from flask import Flask, current_app, request
+from limits import RateLimitItem, parse_many
+from limits.errors import ConfigurationError as LimitsConfigurationError
+from limits.errors import StorageError as LimitsStorageError
+from limits.storage import SCHEMES, MovingWindowSupport, Storage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from ..errors import ConfigurationError, SMTPSendersError
+from ..settings import message
+
+log = logging.getLogger(__name__)
+
+#: Where :func:`limiter_for` keeps each app's limiter.
+EXTENSION_KEY = "smtp_senders_ratelimit"
+LIMIT_SETTING = "SMTP_SENDERS_TEST_EMAIL_RATE_LIMIT"
+#: Case G5: saves (create, edit, delete, make default) per administrator.
+WRITE_LIMIT_SETTING = "SMTP_SENDERS_WRITE_RATE_LIMIT"
+STORAGE_SETTING = "SMTP_SENDERS_RATELIMIT_STORAGE_URI"
+#: Seconds a Redis connect or command may take: a Redis that hangs must not hold a worker.
+#: A ``socket_timeout=`` or ``socket_connect_timeout=`` in the URL's query wins.
+REDIS_TIMEOUT = 2.0
+_REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+unix", "valkey", "valkeys", "valkey+unix"})
+
+_build_lock = threading.Lock()
+
+
+class RateLimitUnavailable(SMTPSendersError):
+    """The counters cannot be read or written (Redis down): the send is refused."""
+
+
+def parse_limit(value: Any, setting: str = LIMIT_SETTING) -> list[RateLimitItem]:
+    """Every limit of the setting ("5 per minute", or several joined by ";"): all must allow."""
+    try:
+        items = parse_many(value)
+    except ValueError:
+        items = []
+    if not items or any(item.amount < 1 for item in items):
+        raise ConfigurationError(
+            f"{setting} must be a rate limit in `limits` notation, such as "
+            f"'5 per minute', allowing at least one request; got {value!r}."
+        )
+    return items
+
+
+def _storage_class(uri: Any) -> type[Storage]:
+    """The storage class for the URI, checked without connecting (for init_app)."""
+    scheme = urlparse(uri).scheme if isinstance(uri, str) else ""
+    cls = SCHEMES.get(scheme)
+    if cls is None or not issubclass(cls, Storage) or not issubclass(cls, MovingWindowSupport):
+        # The URI itself may hold a Redis password: name only its scheme.
+        raise ConfigurationError(
+            f"{STORAGE_SETTING} must be 'memory://' or a Redis URL such as "
+            f"'redis://127.0.0.1:6379/0' (or another `limits` storage with a moving "
+            f"window); the scheme {scheme!r} is none of them."
+        )
+    return cls
+
+
+def make_storage(uri: str) -> Storage:
+    """A ``limits`` storage that raises ``limits.errors.StorageError`` when it fails."""
+    _storage_class(uri)
+    options: dict[str, Any] = {"wrap_exceptions": True}
+    if urlparse(uri).scheme in _REDIS_SCHEMES:
+        options.update(socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
+    try:
+        return storage_from_string(uri, **options)
+    except LimitsConfigurationError:  # its text may quote the URI, password and all
+        raise ConfigurationError(
+            f"{STORAGE_SETTING} names a storage whose client library is missing: "
+            "install flask-smtp-senders with `limits[redis]`."
+        ) from None
+
+
+def validate_config(config: Mapping[str, Any]) -> None:
+    """Fail at init_app, naming the setting, instead of at the first test email."""
+    parse_limit(config[LIMIT_SETTING])
+    parse_limit(config[WRITE_LIMIT_SETTING], WRITE_LIMIT_SETTING)
+    _storage_class(config[STORAGE_SETTING])
+
+
+class TestEmailLimiter:
+    """Counts Send Test Email per administrator and per sender, in one storage.
+
+    Every key holds ``key_prefix`` (built from the app's name), so two apps share counters
+    only when they share both the storage and the prefix: the workers of one portal do.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, limit: str, storage_uri: str, key_prefix: str,
+                 setting: str = LIMIT_SETTING) -> None:
+        self.items = parse_limit(limit, setting)
+        self.storage = make_storage(storage_uri)
+        self.strategy = MovingWindowRateLimiter(self.storage)
+        self.key_prefix = key_prefix
+        self._where = _describe(storage_uri)
+
+    def check(self, actor: str, sender_id: int) -> int | None:
+        """Count one test email by ``actor`` on ``sender_id`` and return None, or return
+        the seconds to wait when a limit is reached (then nothing is counted).
+
+        Raises :class:`RateLimitUnavailable` when the storage fails.
+        """
+        return self.count([(self.key_prefix, "admin", quote(actor, safe="")),
+                           (self.key_prefix, "sender", str(sender_id))])
+
+    def count(self, keys: list[tuple[str, ...]]) -> int | None:
+        """Count one request on every key: None, or the seconds to wait when a limit of
+        any key is reached (then nothing is counted). Raises RateLimitUnavailable."""
+        checks = [(item, key) for item in self.items for key in keys]
+        try:
+            # test() first, so a request refused by one limit uses up none of the others;
+            # hit() is atomic, so concurrent workers cannot both take the last place.
+            blocked = [(item, key) for item, key in checks if not self.strategy.test(item, *key)]
+            if not blocked:
+                for item, key in checks:
+                    if not self.strategy.hit(item, *key):
+                        blocked = [(item, key)]  # lost a race: the earlier hits stay counted
+                        break
+                else:
+                    return None
+            reset = max(self.strategy.get_window_stats(item, *key).reset_time
+                        for item, key in blocked)
+        except LimitsStorageError as exc:
+            log.error("rate-limit storage %s failed (%s); refusing the request",
+                      self._where, type(exc.storage_error).__name__)
+            raise RateLimitUnavailable("the rate-limit storage cannot be reached") from None
+        return max(1, math.ceil(reset - time.time()))
+
+
+def _describe(uri: str) -> str:
+    """The storage URI without its credentials, for the log."""
+    parts = urlparse(uri)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}{parts.path}"
+
+
+def limiter_for(app: Flask, setting: str = LIMIT_SETTING) -> TestEmailLimiter:
+    """The app's limiter for ``setting`` (test emails, or writes), built at first use
+    (after any fork of the workers)."""
+    key = EXTENSION_KEY if setting == LIMIT_SETTING else f"{EXTENSION_KEY}:{setting}"
+    limiter = app.extensions.get(key)
+    if limiter is None:
+        with _build_lock:
+            limiter = app.extensions.get(key)
+            if limiter is None:
+                prefix = f"flask_smtp_senders:{app.name}"
+                if setting != LIMIT_SETTING:
+                    prefix += ":writes"
+                limiter = TestEmailLimiter(app.config[setting], app.config[STORAGE_SETTING],
+                                           prefix, setting)
+                app.extensions[key] = limiter
+    return limiter
+
+
+def check_test_email(sender_id: int) -> int | None:
+    """:meth:`TestEmailLimiter.check` for the current request's administrator.
+
+    The administrator is the ``smtp_senders_actor`` hook's answer, or the client's address
+    when the host gives none (behind a proxy, install ``ProxyFix`` so that it is the
+    client's and not the proxy's).
+    """
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    return limiter_for(app).check(_administrator(app), sender_id)
+
+
+def _administrator(app: Flask) -> str:
+    """Who the counters count: the ``smtp_senders_actor`` hook's answer, else the client's
+    address."""
+    actor = app.extensions["smtp_senders"].hooks.smtp_senders_actor()
+    return f"actor:{actor}" if actor else f"address:{request.remote_addr or 'unknown'}"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a Send Test Email or Check connection request is not served now."""
+
+    message: str
+    #: 429 (the limit is reached) or 503 (the counters cannot be reached).
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def write_refusal() -> Refusal | None:
+    """Case G5: count one change (create, edit, delete, make default) by the current
+    request's administrator: None to go on, or the refusal (429 with Retry-After, 503 when
+    the counters cannot be reached). A bound on how fast anyone can try things through
+    the save buttons, guessed passwords included."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    limiter = limiter_for(app, WRITE_LIMIT_SETTING)
+    try:
+        retry_after = limiter.count([(limiter.key_prefix, "admin",
+                                      quote(_administrator(app), safe=""))])
+    except RateLimitUnavailable:
+        return Refusal(message(app.config, "rate_limit_unavailable_writes"), 503)
+    if retry_after is None:
+        return None
+    return Refusal(message(app.config, "writes_rate_limited", retry_after=str(retry_after)),
+                   429, {"Retry-After": str(retry_after)})
+
+
+def test_email_refusal(sender_id: int) -> Refusal | None:
+    """Count one request on ``sender_id`` (:func:`check_test_email`): None to go on, or
+    the refusal to answer with, for the pages and the API alike: 429 with Retry-After
+    when the limit is reached, 503 when its storage fails (nothing is sent uncounted)."""
+    config = current_app.config
+    try:
+        retry_after = check_test_email(sender_id)
+    except RateLimitUnavailable:
+        return Refusal(message(config, "rate_limit_unavailable"), 503)
+    if retry_after is None:
+        return None
+    return Refusal(message(config, "rate_limited", retry_after=str(retry_after)), 429,
+                   {"Retry-After": str(retry_after)})
