@@ -6,8 +6,8 @@
 - :class:`SinkServer`: Postfix's ``smtp-sink`` (plain SMTP, advertises PIPELINING; it has
   no TLS), pinned to the server core; it counts messages through its ``-c`` counters.
 
-Self-contained on purpose (the ideas come from tests/smtp_servers.py, which is a pytest
-plugin with much more in it). Nothing here listens on anything but 127.0.0.1.
+Self-contained on purpose (the ideas come from tests/support/smtp_servers.py, which is a
+pytest plugin with much more in it). Nothing here listens on anything but 127.0.0.1.
 """
 
 from __future__ import annotations

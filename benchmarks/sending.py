@@ -80,8 +80,8 @@ from flask_smtp_senders import (
     get_service,
     hookimpl,
 )
-from flask_smtp_senders.crypto import Secret
 from flask_smtp_senders.mail import fastmail
+from flask_smtp_senders.sealed import Secret
 from flask_smtp_senders.smtp import transport
 
 FROM_ADDRESS = "noreply@example.com"

@@ -7,6 +7,7 @@ test them with Send Test Email, and the host app sends its notifications through
 from __future__ import annotations
 
 from . import events
+from .addresses import AddressRules
 from .errors import (
     AuditFailed,
     ConcurrentUpdate,
@@ -23,12 +24,14 @@ from .errors import (
 )
 from .extension import SMTPSenders, get_service
 from .hooks import hookimpl
-from .services.delivery import SendResult
-from .services.senders import CheckResult, ProbeResult, SenderService, TestEmailResult
-from .smtp.diagnostics import Diagnosis, Stage
+from .services.batch import SendResult
+from .services.probe import CheckResult, ProbeResult, TestEmailResult
+from .services.senders import SenderService
+from .smtp.diagnosis import Diagnosis, Stage
 from .smtp.transport import Security, security_for_port
-from .storage.sqlalchemy import Sender, SenderStore, SQLAlchemyStore, TestState
-from .validation import AddressRules, SenderSettings, validate_settings
+from .storage.base import Sender, SenderStore, TestState
+from .storage.sqlalchemy import SQLAlchemyStore
+from .validation import SenderSettings, validate_settings
 
 __all__ = [
     "AddressRules",

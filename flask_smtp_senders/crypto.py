@@ -29,60 +29,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import ConfigurationError, CredentialNotBound, PasswordUnreadable
+from .sealed import EncryptedPassword, Secret
 
 KEYS_SETTING = "SMTP_SENDERS_ENCRYPTION_KEYS"
-
-
-class Secret:
-    """A password in memory: readable with :meth:`reveal`, invisible in repr, str and logs."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __reduce__(self) -> str:
-        raise TypeError("a Secret cannot be pickled")
-
-
-class EncryptedPassword:
-    """A Fernet token as stored: opaque, redacted in repr, refused by pickle and JSON."""
-
-    __slots__ = ("token",)
-
-    def __init__(self, token: bytes) -> None:
-        self.token = token
-
-    def __repr__(self) -> str:
-        return "EncryptedPassword(<redacted>)"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, EncryptedPassword) and other.token == self.token
-
-    def __hash__(self) -> int:
-        return hash(self.token)
-
-    def __reduce__(self) -> str:
-        raise TypeError("an EncryptedPassword cannot be pickled")
-
-    def __deepcopy__(self, memo: dict) -> EncryptedPassword:
-        return self
 
 
 def parse_keys(value: str | bytes | Iterable[str | bytes] | None) -> list[bytes]:

@@ -2,7 +2,7 @@
 ours: the port rule (the contract's: 25, 587 and 2525 use SMTP with STARTTLS, every other
 port SMTPS), where a sender connects, and the names of the stages of an exchange.
 
-Kept apart from the SMTP client (:mod:`flask_smtp_senders.smtp.session`, which
+Kept apart from the SMTP client (:mod:`flask_smtp_senders.smtp.transport`, which
 re-exports these names) so that storage, pages and the CLI can name a sender's mode or a
 stage without importing the network layer.
 """

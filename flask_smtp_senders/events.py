@@ -1,7 +1,10 @@
-"""Audit events handed to the ``smtp_senders_audit`` hook.
+"""Audit events handed to the ``smtp_senders_audit`` hook, and the in-process signal
+:data:`sender_changed`.
 
 Plain frozen dataclasses of ids, names and outcomes: never a password or a token. Text
 values are stored with CR and LF replaced, so a log line made from them cannot be forged.
+The signal lives here, below the services, so that whoever changes a sender announces it
+without knowing who keeps copies of it (the Mailer's routes and pooled connections).
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+from blinker import Namespace
 
 
 def _now() -> datetime:
@@ -110,3 +115,15 @@ class KeysRotated(AuditEvent):
     rotated: int = 0
     #: Senders whose token no configured key could read (left untouched).
     unreadable: int = 0
+
+
+# -- the in-process signal ------------------------------------------------------------
+
+_signals = Namespace()
+
+#: Sent after a sender's stored settings changed in this process: ``send(source,
+#: sender_id=..., deleted=...)``, where ``source`` is the app's ``SenderService`` (a
+#: receiver connects with ``sender=`` that service, so several apps in one process do not
+#: hear each other), ``sender_id`` the sender edited or deleted (None: every sender, as
+#: after a key rotation) and ``deleted`` whether it is gone.
+sender_changed = _signals.signal("smtp-senders.sender-changed")

@@ -7,7 +7,6 @@ serves several apps. Misconfiguration fails here, naming the setting, not at fir
 
 from __future__ import annotations
 
-import math
 import socket
 import ssl
 from collections.abc import Callable, Iterable
@@ -21,15 +20,16 @@ from .destinations import DestinationPolicy, is_metadata_name, never_allowed
 from .errors import ConfigurationError
 from .hooks import make_plugin_manager
 from .services.senders import SenderService
-from .settings import apply_defaults, message
+from .settings import Settings, apply_defaults
 from .smtp import transport
 from .state import EXTENSION_KEY, api_prefix, get_service, is_api_path  # noqa: F401 - re-exported
-from .storage.sqlalchemy import SenderStore
+from .storage.base import SchemaOwner, SenderStore
+from .texts import message
 from .web.headers import api_headers, security_headers  # noqa: F401 - re-exported
 from .web.ratelimit import validate_config as validate_rate_limit
 
 if TYPE_CHECKING:
-    from .services.delivery import SendResult
+    from .services.batch import SendResult
 
 
 _STAGE_MESSAGES = {
@@ -67,7 +67,8 @@ class SMTPSenders:
     def init_app(self, app: Flask) -> None:
         config = app.config
         apply_defaults(config)
-        validate_rate_limit(config)
+        settings = Settings.from_config(config)
+        validate_rate_limit(settings)
         if not config.get("SECRET_KEY"):
             raise ConfigurationError(
                 "SECRET_KEY is not set: flask-smtp-senders needs it to protect its forms "
@@ -78,29 +79,29 @@ class SMTPSenders:
             keys = read_keys_file(config["SMTP_SENDERS_ENCRYPTION_KEYS_FILE"])
         cipher = PasswordCipher(parse_keys(keys))
         manager = make_plugin_manager(
-            self._plugins, load_entry_points=config["SMTP_SENDERS_LOAD_ENTRY_POINTS"] is True)
-        options = _transport_options(config, manager.hook)
+            self._plugins, load_entry_points=settings.load_entry_points)
+        options = _transport_options(settings, manager.hook)
         store = self._store or manager.hook.smtp_senders_store(app=app, db=self._db)
         if store is None:
             raise ConfigurationError(
                 "flask-smtp-senders has no store: pass db= (Flask-SQLAlchemy) or store=, or "
                 "implement the smtp_senders_store hook."
             )
-        service = SenderService(config, store, cipher, manager, options)
+        service = SenderService(settings, store, cipher, manager, options)
         app.extensions[EXTENSION_KEY] = service
         from .cli import cli
 
         app.cli.add_command(cli)
-        if config["SMTP_SENDERS_REGISTER_BLUEPRINT"]:
+        if settings.register_blueprint:
             from .blueprint import bp  # the pages need the extension, not the reverse
 
-            app.register_blueprint(bp, url_prefix=config["SMTP_SENDERS_URL_PREFIX"])
-        if config["SMTP_SENDERS_API"]:
+            app.register_blueprint(bp, url_prefix=settings.url_prefix)
+        if settings.api:
             from .web.api import api
 
             app.register_blueprint(api, url_prefix=api_prefix(config))
             app.after_request(api_headers)
-        if config["SMTP_SENDERS_CREATE_TABLES"] and hasattr(store, "create_tables"):
+        if settings.create_tables and isinstance(store, SchemaOwner):
             # Create or upgrade the table (the built-in store runs our migrations).
             from .storage.schema import NewerSchema
 
@@ -126,44 +127,36 @@ class SMTPSenders:
         return get_service().mailer.send_many(messages, sender)
 
 
-def _seconds(config: dict[str, Any], key: str) -> float:
-    value = config[key]
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not math.isfinite(value) or value <= 0):
-        raise ConfigurationError(f"{key} must be a positive number of seconds.")
-    return float(value)
-
-
-def _transport_options(config: dict[str, Any], hooks: Any) -> transport.TransportOptions:
-    ca_file = config["SMTP_SENDERS_CA_FILE"]
+def _transport_options(settings: Settings, hooks: Any) -> transport.TransportOptions:
+    ca_file = settings.ca_file
     try:
         context = ssl.create_default_context(cafile=ca_file)
     except (OSError, ssl.SSLError):
         raise ConfigurationError(
             "SMTP_SENDERS_CA_FILE does not name a readable PEM file of CA certificates."
         ) from None
-    ehlo_name = config["SMTP_SENDERS_EHLO_NAME"] or socket.gethostname() or "localhost"
+    ehlo_name = settings.ehlo_name or socket.gethostname() or "localhost"
     if any(c in ehlo_name for c in "\r\n\0 "):
         raise ConfigurationError("SMTP_SENDERS_EHLO_NAME must be a host name.")
     return transport.TransportOptions(
         ssl_context=context,
-        operation_timeout=_seconds(config, "SMTP_SENDERS_OPERATION_TIMEOUT"),
-        deadline=_seconds(config, "SMTP_SENDERS_TIMEOUT"),
+        operation_timeout=settings.operation_timeout,
+        deadline=settings.timeout,
         ehlo_name=ehlo_name,
-        messages={stage: message(config, key) for stage, key in _STAGE_MESSAGES.items()},
+        messages={stage: message(settings.texts, key) for stage, key in _STAGE_MESSAGES.items()},
         resolver=lambda name, port: hooks.smtp_senders_resolve(server_name=name, port=port),
-        destination_allowed=_destination_rule(config, hooks),
+        destination_allowed=_destination_rule(settings, hooks),
     )
 
 
-def _destination_rule(config: dict[str, Any], hooks: Any) -> Callable[[str, int, str], bool]:
+def _destination_rule(settings: Settings, hooks: Any) -> Callable[[str, int, str], bool]:
     """The settings' policy, which the host's hook may override except for addresses that
     are never an SMTP server and cloud metadata services (by address or by Server Name:
     checked here, this rule sees every send path)."""
     try:
-        policy = DestinationPolicy.from_settings(config["SMTP_SENDERS_ALLOW_LOOPBACK"],
-                                                 config["SMTP_SENDERS_ALLOW_PRIVATE"],
-                                                 config["SMTP_SENDERS_DENIED_NETWORKS"])
+        policy = DestinationPolicy.from_settings(settings.allow_loopback,
+                                                 settings.allow_private,
+                                                 settings.denied_networks)
     except (TypeError, ValueError):
         raise ConfigurationError(
             "SMTP_SENDERS_DENIED_NETWORKS must be a list of networks in CIDR notation."

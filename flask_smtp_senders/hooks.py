@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from .events import AuditEvent
-    from .storage.sqlalchemy import Sender, SenderStore
+    from .storage.base import Sender, SenderStore
 
 NAME = "flask_smtp_senders"
 

@@ -30,8 +30,9 @@ PACKAGE = ROOT / "flask_smtp_senders"
 #: A member ending in ``.*`` is a whole subpackage (its ``__init__`` and every module in
 #: it, at any depth): the folders are the layers.
 LAYERS: list[tuple[str, dict[str, list[str]]]] = [
-    ("vocabulary", {"base": ["errors", "events", "domain", "settings", "destinations"]}),
-    ("rules", {"rules": ["crypto", "validation"]}),
+    ("vocabulary", {"base": ["errors", "events", "domain", "settings", "texts",
+                             "destinations"]}),
+    ("rules", {"rules": ["text_checks", "addresses", "validation", "sealed", "crypto"]}),
     ("parts", {"mail": ["mail.*"], "smtp": ["smtp.*"], "storage": ["storage.*"]}),
     ("services", {"services": ["hooks", "state", "services.*"]}),
     ("web, cli and contrib", {"web": ["blueprint", "web.*"], "cli": ["cli.*"],

@@ -1,5 +1,9 @@
 """Shared fixtures: apps on SQLite and PostgreSQL, keys, and the loopback SMTP servers.
 
+The servers' fixtures come from tests/support/smtp_servers.py and scripted_smtp.py (loaded
+as plugins); everything else tests share is imported from tests/support/, never from
+another test module or from this file (tests/docs/test_layout.py checks).
+
 pytest-socket (``--allow-hosts`` in pyproject.toml) fails any connection to an address
 other than loopback for the whole session, so a bug cannot send a packet out; it does not
 see datagrams sent without connect() (a DNS query), so ``sendto`` has a guard of its own.
@@ -7,27 +11,22 @@ see datagrams sent without connect() (a DNS query), so ``sendto`` has a guard of
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import os
 import socket
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 import pytest
 from cryptography.fernet import Fernet
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_smtp_senders import SMTPSenders, get_service
+from tests.support.databases import POSTGRES_URL, Database, postgres_reachable
+from tests.support.loopback import bind_fixed_port
 
-pytest_plugins = ["tests.smtp_servers", "tests.scripted_smtp"]
-
-POSTGRES_URL = os.environ.get(
-    "SMTP_SENDERS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+pytest_plugins = ["tests.support.smtp_servers", "tests.support.scripted_smtp"]
 
 
 def _is_loopback(host: object) -> bool:
@@ -52,30 +51,6 @@ def no_datagram_leaves_the_machine():
     socket.socket.sendto = sendto  # type: ignore[method-assign]
     yield
     socket.socket.sendto = real_sendto  # type: ignore[method-assign]
-
-
-@dataclass
-class Database:
-    """One empty database for one test: a SQLite file or a fresh PostgreSQL schema."""
-
-    kind: str
-    url: str
-    engine_options: dict[str, Any] = field(default_factory=dict)
-    schema: str | None = None
-
-    def raw_connect(self) -> psycopg.Connection:
-        conn = psycopg.connect(POSTGRES_URL.replace("+psycopg", ""), autocommit=True)
-        if self.schema:
-            conn.execute(f'SET search_path TO "{self.schema}"')
-        return conn
-
-
-def _postgres_reachable() -> str | None:
-    try:
-        psycopg.connect(POSTGRES_URL.replace("+psycopg", ""), connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        return str(exc)
-    return None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -107,7 +82,7 @@ def database(request: pytest.FixtureRequest, tmp_path) -> Database:
     if request.param == "sqlite":
         yield Database("sqlite", f"sqlite:///{tmp_path / 'senders.db'}")
         return
-    problem = _postgres_reachable()
+    problem = postgres_reachable()
     if problem:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}: {problem}")
@@ -144,13 +119,13 @@ def make_app(database: Database, tls_material, fernet_key):
             SMTP_SENDERS_TIMEOUT=5.0,
             SMTP_SENDERS_EHLO_NAME="client.test",
             SMTP_SENDERS_ALLOW_LOOPBACK=True,  # every test server is on loopback
-            # tests save far faster than an administrator; tests/test_write_rate_limit.py
+            # tests save far faster than an administrator; tests/web/test_write_rate_limit.py
             # sets the limit it checks
             SMTP_SENDERS_WRITE_RATE_LIMIT="100000 per minute",
             # DNS lookups only where a test starts a DNS server (example_app/dns_server.py)
             SMTP_SENDERS_DOMAIN_ADVICE=False,
             # init_app creates no table by default (a deploy step does): the tests turn
-            # it on; tests/test_no_ddl_by_default.py checks the default
+            # it on; tests/storage/test_no_ddl_by_default.py checks the default
             SMTP_SENDERS_CREATE_TABLES=True,
         )
         app.config.update(config)
@@ -179,18 +154,14 @@ def service(app):
 @pytest.fixture
 def catcher_on_2525(tmp_path):
     """The example portal's mail catcher on port 2525 (what makes the extension choose
-    STARTTLS); a spare loopback address keeps it from clashing with a running ``make demo``
-    on 127.0.0.1:2525."""
+    STARTTLS), on the run's loopback address or a spare one (tests/support/loopback.py),
+    so it does not clash with a running ``make demo`` on 127.0.0.1:2525."""
     from example_app.catcher import start_catcher
 
-    for last in range(2, 40):
-        try:
-            running = start_catcher(tmp_path / "catcher", f"127.0.0.{last}", 2525, "pw")
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
-                continue
-            raise
-        yield running
-        running.stop()
-        return
-    pytest.fail("no loopback address 127.0.0.2-39 has a free port 2525")
+    try:
+        running = bind_fixed_port(
+            2525, lambda host: start_catcher(tmp_path / "catcher", host, 2525, "pw"))
+    except OSError as exc:
+        pytest.fail(str(exc))
+    yield running
+    running.stop()

@@ -5,11 +5,9 @@ command line, through the same :class:`~.service.SenderService` calls as the Sen
 The commands are registered on the ``cli`` group of :mod:`.cli`, which imports this module
 at its end, so they are there whenever the group is.
 
-A password is never taken as an argument (it would land in the shell history and in
-``ps`` output for every local user to read). It comes from ``--password-env NAME`` (an
-environment variable), ``--password-stdin`` (the first line of stdin) or, at a terminal, a
-hidden prompt asked twice. No output ever holds the password, its token, its binding or
-its fingerprint.
+A password is never taken as an argument: :mod:`flask_smtp_senders.cli.inputs` reads it
+(and the settings given as options). No output ever holds the password, its token, its
+binding or its fingerprint.
 
 Exit codes of ``add``, ``edit``, ``delete`` and ``set-default``: 0 done; 2 nothing was
 changed, with one line on stderr starting "Error: " (invalid settings, each bad field
@@ -26,18 +24,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, NoReturn, TypeVar
+from typing import NoReturn, TypeVar
 
 import click
 
 from ..errors import AuditFailed, ConcurrentUpdate, InvalidSenderData, SenderNotFound, StorageError
 from ..services.public import sender_as_dict
 from ..state import get_service
-from ..validation import DEFAULT_PORT, SenderSettings, validate_password, validate_settings
+from . import inputs  # a module: inputs.interactive is looked up at each call
 from .group import (
     EXIT_NOTHING_CHANGED,
     EXIT_UNEXPECTED,
@@ -57,51 +53,11 @@ EXIT_TEST_FAILED = 1
 EXIT_NOTHING_SENT = EXIT_NOTHING_CHANGED
 
 
-# -- options shared by add and edit ---------------------------------------------------
-
-
-def _setting_options(*, adding: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The sender settings as options; for ``edit`` every one defaults to "keep"."""
-    keep = "" if adding else " (default: keep the stored one)"
-    options = [
-        click.option("--username", default=None, metavar="TEXT",
-                     help=f"The SMTP Username{' (required)' if adding else keep}."),
-        click.option("--server-name", default=None, metavar="HOST",
-                     help=f"The SMTP server's host name or IP address"
-                          f"{' (required)' if adding else keep}."),
-        click.option("--port", default=str(DEFAULT_PORT) if adding else None,
-                     metavar="PORT", show_default=adding,
-                     help=f"465 for SMTPS (TLS from the start); 25, 587 or 2525 for STARTTLS"
-                          f"{keep}."),
-        click.option("--from-name", default=None, metavar="TEXT",
-                     help=f"The From display name{keep}."),
-        click.option("--from-address", default=None, metavar="ADDRESS",
-                     help=f"The From Address{' (required)' if adding else keep}."),
-        click.option("--reply-to-name", default=None, metavar="TEXT",
-                     help=f"The Reply-To display name{keep}."),
-        click.option("--reply-to-address", default=None, metavar="ADDRESS",
-                     help=f"The Reply-To Address{keep}."),
-        click.option("--password-env", default=None, metavar="NAME",
-                     help="Read the password from this environment variable."),
-        click.option("--password-stdin", is_flag=True,
-                     help="Read the password from the first line of stdin."),
-        click.option("--json", "as_json", is_flag=True,
-                     help="Print the sender (or the errors) as JSON."),
-    ]
-
-    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
-        for option in reversed(options):
-            command = option(command)
-        return command
-
-    return apply
-
-
 # -- the commands -------------------------------------------------------------------
 
 
 @cli.command("add")
-@_setting_options(adding=True)
+@inputs.setting_options(adding=True)
 def add_sender(username: str | None, server_name: str | None, port: str | None,
                from_name: str | None, from_address: str | None, reply_to_name: str | None,
                reply_to_address: str | None, password_env: str | None, password_stdin: bool,
@@ -112,13 +68,13 @@ def add_sender(username: str | None, server_name: str | None, port: str | None,
     The first sender becomes the default. Exits 2 when nothing was saved (the reason, and
     each invalid field, on stderr).
     """
-    _check_password_source(password_env, password_stdin)
-    settings = _validated(as_json, {
+    inputs.check_password_source(password_env, password_stdin)
+    settings = inputs.validated(as_json, {
         "username": username or "", "server_name": server_name or "", "port": port,
         "from_name": from_name or "", "from_address": from_address or "",
         "reply_to_name": reply_to_name or "", "reply_to_address": reply_to_address or "",
     })
-    password = _read_password(password_env, password_stdin, as_json, "SMTP password")
+    password = inputs.read_password(password_env, password_stdin, as_json, "SMTP password")
     service = get_service()
     sender = _change("add", as_json, lambda: service.create_sender(settings, password))
     if as_json:
@@ -131,7 +87,7 @@ def add_sender(username: str | None, server_name: str | None, port: str | None,
 
 @cli.command("edit")
 @click.argument("sender_id", type=int, metavar="ID")
-@_setting_options(adding=False)
+@inputs.setting_options(adding=False)
 @click.option("--version", "expected_version", type=int, default=None, metavar="N",
               help="Save only if the sender is still at this version (from show); "
                    "default: the version read just before saving.")
@@ -146,7 +102,7 @@ def edit_sender(sender_id: int, username: str | None, server_name: str | None,
     it to the saved settings. Exits 2 when nothing was saved, also when the sender
     changed since it was read (or since --version).
     """
-    _check_password_source(password_env, password_stdin)
+    inputs.check_password_source(password_env, password_stdin)
     service = get_service()
     current = _change("edit", as_json, lambda: service.get_sender(sender_id), sender_id)
     given = {"username": username, "server_name": server_name, "port": port,
@@ -154,8 +110,8 @@ def edit_sender(sender_id: int, username: str | None, server_name: str | None,
              "reply_to_name": reply_to_name, "reply_to_address": reply_to_address}
     values: dict[str, object] = asdict(current.settings)
     values.update({name: value for name, value in given.items() if value is not None})
-    settings = _validated(as_json, values)
-    password = _read_password(password_env, password_stdin, as_json,
+    settings = inputs.validated(as_json, values)
+    password = inputs.read_password(password_env, password_stdin, as_json,
                               "SMTP password (required again to save)")
     version = current.version if expected_version is None else expected_version
     saved = _change("edit", as_json, lambda: service.update_sender(
@@ -183,7 +139,7 @@ def delete_sender(sender_id: int, yes: bool, expected_version: int | None,
     When it was the default, the oldest remaining sender becomes the default. Exits 2
     when nothing was deleted (also without a terminal to confirm and without --yes).
     """
-    if not yes and not _interactive():
+    if not yes and not inputs.interactive():
         nothing_changed("stdin is not a terminal, so the deletion cannot be confirmed; "
                          "pass --yes.")
     service = get_service()
@@ -263,62 +219,13 @@ def send_test(sender_id: int, recipient: str, as_json: bool) -> None:
 # -- helpers ------------------------------------------------------------------------
 
 
-def _interactive() -> bool:
-    """Whether someone can answer a prompt: stdin is a terminal."""
-    return sys.stdin is not None and sys.stdin.isatty()
-
-
-def _check_password_source(password_env: str | None, password_stdin: bool) -> None:
-    """Fail before anything is read when the password could not be had (never hang)."""
-    if password_env is not None and password_stdin:
-        nothing_changed("give the password one way: --password-env or --password-stdin.")
-    if password_stdin and _interactive():
-        nothing_changed("--password-stdin reads a pipe, and stdin is a terminal (the "
-                         "password would be shown): leave it out to be prompted.")
-    if password_env is None and not password_stdin and not _interactive():
-        nothing_changed("no password: stdin is not a terminal, so pass --password-stdin "
-                         "(and pipe it) or --password-env NAME.")
-
-
-def _read_password(password_env: str | None, password_stdin: bool, as_json: bool,
-                   prompt: str) -> str:
-    """The password from its one source, checked by the same rule as the form's."""
-    if password_env is not None:
-        password = os.environ.get(password_env)
-        if password is None:
-            nothing_changed(f"the environment variable {password_env} (--password-env) "
-                             "is not set.")
-    elif password_stdin:
-        password = sys.stdin.readline() if sys.stdin is not None else ""
-        password = password[:-1] if password.endswith("\n") else password
-        password = password[:-1] if password.endswith("\r") else password
-    else:
-        try:
-            password = click.prompt(prompt, hide_input=True, confirmation_prompt=True,
-                                    err=True)
-        except click.Abort:
-            nothing_changed("no password was entered.")
-    try:
-        return validate_password(password)
-    except InvalidSenderData as invalid:
-        _invalid(invalid.errors, as_json)
-
-
-def _validated(as_json: bool, values: dict[str, Any]) -> SenderSettings:
-    """The settings by the field rules, checked before a password is asked for."""
-    try:
-        return validate_settings(**values, rules=get_service().address_rules)
-    except InvalidSenderData as invalid:
-        _invalid(invalid.errors, as_json)
-
-
 def _change(command: str, as_json: bool, action: Callable[[], T],
             sender_id: int | None = None) -> T:
     """Run one service call; each known failure becomes one "Error:" line and exit 2."""
     try:
         return action()
     except InvalidSenderData as invalid:
-        _invalid(invalid.errors, as_json)
+        inputs.refuse_invalid(invalid.errors, as_json)
     except SenderNotFound:
         nothing_changed(f"there is no sender with id {sender_id}.")
     except ConcurrentUpdate:
@@ -331,17 +238,6 @@ def _change(command: str, as_json: bool, action: Callable[[], T],
         nothing_changed(storage_failed(exc))
     except Exception as exc:
         _unexpected(command, exc, " The built-in store commits nothing on an error.")
-
-
-def _invalid(errors: dict[str, str], as_json: bool) -> NoReturn:
-    """Invalid input: every field with its message on stderr (and as JSON on stdout)."""
-    if as_json:
-        click.echo(json.dumps({"errors": errors}, indent=2))
-    fields = "1 field is" if len(errors) == 1 else f"{len(errors)} fields are"
-    click.echo(f"Error: nothing was changed: {fields} not valid:", err=True)
-    for name, problem in errors.items():
-        click.echo(f"  {name}: {problem}", err=True)
-    raise click.exceptions.Exit(EXIT_NOTHING_CHANGED)
 
 
 def _nothing_sent(reason: str) -> NoReturn:

@@ -28,8 +28,8 @@ from .group import (
 )
 
 if TYPE_CHECKING:
-    from ..services.senders import ProbeResult
-    from ..storage.sqlalchemy import Sender
+    from ..services.probe import ProbeResult
+    from ..storage.base import Sender
 
 log = logging.getLogger(__name__)
 

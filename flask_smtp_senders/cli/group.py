@@ -13,7 +13,7 @@ from flask.cli import AppGroup
 from ..errors import StorageError, TableMissing
 
 if TYPE_CHECKING:
-    from ..storage.sqlalchemy import Sender
+    from ..storage.base import Sender
 
 cli = AppGroup("smtp-senders", help="Manage flask-smtp-senders (keys, senders).")
 

@@ -17,7 +17,7 @@ from ..state import get_service
 from .group import EXIT_NOTHING_CHECKED, cli, describe, storage_failed
 
 if TYPE_CHECKING:
-    from ..storage.sqlalchemy import Sender
+    from ..storage.base import Sender
 
 
 @cli.command("list")

@@ -7,13 +7,13 @@ or failed; one line on stderr says which), 3 an unexpected error.
 
 from __future__ import annotations
 
-import inspect
 import logging
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..state import get_service
+from ..storage.base import SchemaOwner
 from ..storage.schema import SchemaError
 from .group import EXIT_UNEXPECTED, EXIT_UPGRADE_FAILED, cli
 
@@ -41,15 +41,12 @@ def create_tables() -> None:
 
 def _upgrade() -> None:
     store = get_service().store
-    if not hasattr(store, "create_tables"):
+    if not isinstance(store, SchemaOwner):  # a host's store whose schema lives elsewhere
         click.echo(f"The sender store ({type(store).__name__}) keeps its own schema: "
                    "nothing to upgrade.", err=True)
         return
     try:
-        if "progress" in inspect.signature(store.create_tables).parameters:
-            done = store.create_tables(progress=lambda line: click.echo(line, err=True))
-        else:  # a host's store with a create_tables of its own
-            done = store.create_tables()
+        done = store.create_tables(progress=lambda line: click.echo(line, err=True))
     except SchemaError as exc:
         click.echo(f"Error: {exc}", err=True)
         raise click.exceptions.Exit(EXIT_UPGRADE_FAILED) from None

@@ -33,9 +33,10 @@ from ..errors import (
     StorageError,
     TableMissing,
 )
-from ..settings import message as user_message
+from ..settings import BEHAVIOUR, Settings
 from ..state import get_service
-from ..storage.sqlalchemy import Sender
+from ..storage.base import Sender
+from ..texts import message as user_message
 
 __all__ = [
     "DEFAULT_MAX_RETRIES",
@@ -49,11 +50,10 @@ __all__ = [
 ]
 
 TASK_NAME = "flask_smtp_senders.send_message"
-#: Used when the app's config has no SMTP_SENDERS_CELERY_MAX_RETRIES.
-DEFAULT_MAX_RETRIES = 3
-#: Used when the app's config has no SMTP_SENDERS_CELERY_RETRY_DELAY (seconds).
-DEFAULT_RETRY_DELAY = 60.0
-_EXTENSION_KEY = "smtp_senders_celery"
+#: The default of SMTP_SENDERS_CELERY_MAX_RETRIES.
+DEFAULT_MAX_RETRIES: int = BEHAVIOUR["SMTP_SENDERS_CELERY_MAX_RETRIES"]
+#: The default of SMTP_SENDERS_CELERY_RETRY_DELAY (seconds).
+DEFAULT_RETRY_DELAY: float = BEHAVIOUR["SMTP_SENDERS_CELERY_RETRY_DELAY"]
 
 
 class SendFailed(SMTPSendersError):
@@ -91,7 +91,7 @@ def register_tasks(celery: Celery, app: Flask) -> Task:
     # a send must not send the message again.
     registered = celery.task(name=TASK_NAME, bind=True, shared=False, lazy=False,
                              serializer="json", acks_late=False)(send_message)
-    app.extensions[_EXTENSION_KEY] = registered
+    get_service(app).extras[TASK_NAME] = registered
     return registered
 
 
@@ -101,7 +101,7 @@ def send_later(message: EmailMessage, sender: int | Sender | None = None, *,
     countdown...). The message itself is left as it is."""
     flask_app = app or cast(Flask, current_app._get_current_object())  # type: ignore[attr-defined]
     try:
-        task: Task = flask_app.extensions[_EXTENSION_KEY]
+        task: Task = get_service(flask_app).extras[TASK_NAME]
     except KeyError:
         raise RuntimeError("register_tasks() was not called for this app") from None
     sender_id = sender.id if isinstance(sender, Sender) else sender
@@ -113,22 +113,22 @@ def _send(task: Task, app: Flask, sender_id: int | None, text: str) -> dict[str,
     if (sender_id is not None and (isinstance(sender_id, bool) or not isinstance(sender_id, int))
             or not isinstance(text, str)):
         raise SendFailed("The queued message is malformed: expected a sender id and a text.")
-    config = app.config
+    settings = get_service(app).settings
     with app.app_context():
         try:
             result = get_service(app).mailer.send(load_message(text), sender_id)
         except DeliveryError as failure:
             error = SendFailed(failure.user_message)
             if failure.temporary and not failure.delivery_unknown:
-                raise _retry(task, config, error) from None
+                raise _retry(task, settings, error) from None
             raise error from None
         except StorageError as failed:  # nothing was sent: the database may be back later
-            raise _retry(task, config, SendFailed(
+            raise _retry(task, settings, SendFailed(
                 str(failed) if isinstance(failed, TableMissing)  # names the command to run
-                else user_message(config, "storage_unavailable"))) from None
+                else user_message(settings.texts, "storage_unavailable"))) from None
         except PasswordUnreadable as unusable:  # CredentialNotBound carries its own text
             raise SendFailed(getattr(unusable, "user_message", None)
-                             or user_message(config, "password_reentry")) from None
+                             or user_message(settings.texts, "password_reentry")) from None
         except (InvalidSenderData, EmailNotValidError) as invalid:  # the message's fault
             raise SendFailed(str(invalid)) from None
         except SenderNotFound:
@@ -142,13 +142,12 @@ def _send(task: Task, app: Flask, sender_id: int | None, text: str) -> dict[str,
     }
 
 
-def _retry(task: Task, config: Any, error: SendFailed) -> BaseException:
+def _retry(task: Task, settings: Settings, error: SendFailed) -> BaseException:
     """Schedule the next try and return Celery's Retry to raise; ``error`` itself once the
     retries are spent. Each try waits twice as long as the one before."""
-    max_retries = int(config.get("SMTP_SENDERS_CELERY_MAX_RETRIES", DEFAULT_MAX_RETRIES))
-    delay = float(config.get("SMTP_SENDERS_CELERY_RETRY_DELAY", DEFAULT_RETRY_DELAY))
-    countdown = delay * 2 ** task.request.retries
+    countdown = settings.celery_retry_delay * 2 ** task.request.retries
     try:
-        return task.retry(exc=error, countdown=countdown, max_retries=max_retries, throw=False)
+        return task.retry(exc=error, countdown=countdown,
+                          max_retries=settings.celery_max_retries, throw=False)
     except SendFailed as spent:  # Celery raises ``exc`` when no retry is left
         return spent

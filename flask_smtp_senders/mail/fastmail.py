@@ -15,16 +15,9 @@ What takes the fast path:
 - a ``text/*`` message, or a ``multipart/*`` tree of ``text/*`` leaves (the text-only and
   text + HTML messages that ``set_content`` / ``add_alternative`` build), whose bodies
   ``set_content`` encoded as 7bit, quoted-printable, base64 or 8bit UTF-8;
-- headers are the header objects the ``email`` package makes, or strings stored with
-  ``set_raw`` (SenderHeaders stores the sender's pre-folded headers that way). A header
-  object whose folded form is its text on one line -- unstructured, date, MIME-Version,
-  Content-*, Message-ID (their ``str()``), and address headers (the text of their parse
-  tree, which keeps the source's spelling) -- is written directly when that text is
-  printable ASCII, carries no defect and fits on one 78-character line; a string is
-  written line by line, as the policy does, when its lines are printable ASCII and fit.
-  Every other header -- a non-ASCII one, one that needs folding or RFC 2047 encoding --
-  is folded by the stdlib's own ``header.fold(policy=SMTP)``, which is exactly what
-  ``BytesGenerator`` calls.
+- headers are those folding.py writes itself (a header that fits on one line, as the
+  policy would write it) or hands to the stdlib's own ``header.fold(policy=SMTP)``, which
+  is exactly what ``BytesGenerator`` calls.
 
 Everything else -- attachments, ``message/*`` parts, other content types, parsed messages,
 a Content-Type it does not recognise, a body that is not what ``set_content`` produces --
@@ -38,59 +31,32 @@ path serialises a message once. Serialising the same message twice therefore giv
 boundaries, as two fresh messages would.
 
 Only public ``email`` APIs are used, plus ``Message.raw_items()``, the method the stdlib
-documents as the generator's view of the headers, and an address header's
-``_parse_tree`` (read only; without it the stdlib folds the header). The first call
-checks a few probe messages against the stdlib and turns the fast path off (with a
-warning) if any differs, so a Python release that changes the folding rules costs speed,
-never correctness.
+documents as the generator's view of the headers (and folding.py's one read of a private
+attribute). The first call checks a few probe messages against the stdlib and turns the
+fast path off (with a warning) if any differs, so a Python release that changes the
+folding rules costs speed, never correctness.
 """
 
 from __future__ import annotations
 
-import email.policy
 import logging
 import random
 import re
 import sys
 import threading
+from dataclasses import dataclass
 from email import headerregistry
 from email.message import Message
+
+from .folding import FIELD_NAME, MAX_LINE, NL, POLICY, Unhandled, fold
 
 __all__ = ["serialise", "fast_path_enabled"]
 
 log = logging.getLogger(__name__)
 
-POLICY = email.policy.SMTP
-_NL = "\r\n"
-_MAXLEN = POLICY.max_line_length or sys.maxsize
 _NLCRE = re.compile(r"\r\n|\r|\n")
-_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII but ':' (RFC 5322 field name)
 _BOUNDARY_WIDTH = len(repr(sys.maxsize - 1))  # as email.generator's _fmt
 _MAX_DEPTH = 8
-
-# Header classes whose str() is the text of their parse tree (``decoded`` is set to
-# ``str(parse_tree)`` by their ``parse``), so a line that fits folds to "Name: text".
-_VERBATIM_BASES = frozenset({
-    headerregistry.UnstructuredHeader,
-    headerregistry.UniqueUnstructuredHeader,
-    headerregistry.DateHeader,
-    headerregistry.UniqueDateHeader,
-    headerregistry.MIMEVersionHeader,
-    headerregistry.ContentTypeHeader,
-    headerregistry.ContentDispositionHeader,
-    headerregistry.ContentTransferEncodingHeader,
-    headerregistry.MessageIDHeader,
-})
-
-# Address headers fold from their parse tree, which keeps the source's spelling
-# ("<a@b.c>" stays so, while str() says "a@b.c"): the tree's text is what a line that fits
-# holds. ``_parse_tree`` is the one private attribute read here (see the module's doc).
-_ADDRESS_BASES = frozenset({
-    headerregistry.AddressHeader,
-    headerregistry.UniqueAddressHeader,
-    headerregistry.SingleAddressHeader,
-    headerregistry.UniqueSingleAddressHeader,
-})
 
 # multipart Content-Type in the canonical spelling set_boundary() writes; the boundary is
 # plain RFC 2046 bchars (no space, quote or backslash) and short enough for one line.
@@ -99,16 +65,12 @@ _MULTIPART = re.compile(
 _TEXT = re.compile(r'text/[a-z][a-z0-9.+-]{0,30}(?:; charset="(us-ascii|utf-8)")?')
 
 
-class _Unhandled(Exception):
-    """Not the common case: the stdlib serialises this message."""
-
-
 def serialise(message: Message) -> bytes:
     """``message.as_bytes(policy=email.policy.SMTP)``, faster for the common case."""
     if fast_path_enabled():
         try:
             plan = _plan(message, 0)
-        except _Unhandled:
+        except Unhandled:
             pass
         except Exception:  # an odd message the checks let through: the stdlib decides
             log.debug("fastmail: falling back to the stdlib", exc_info=True)
@@ -120,23 +82,18 @@ def serialise(message: Message) -> bytes:
 # -- the fast path ------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
 class _Multipart:
     """A multipart whose parts all passed: rendered once the whole tree is known to be
     handled, so no boundary is drawn for a message that ends up with the stdlib."""
 
-    __slots__ = ("lines", "name", "content_type", "boundary", "parts", "preamble",
-                 "epilogue")
-
-    def __init__(self, lines: list[str | None], name: str, content_type: str,
-                 boundary: str | None, parts: list[_Multipart | bytes],
-                 preamble: str | None, epilogue: str | None) -> None:
-        self.lines = lines  # folded headers; None where Content-Type gets a new boundary
-        self.name = name
-        self.content_type = content_type
-        self.boundary = boundary
-        self.parts = parts
-        self.preamble = preamble
-        self.epilogue = epilogue
+    lines: list[str | None]  # folded headers; None where Content-Type gets a new boundary
+    name: str
+    content_type: str
+    boundary: str | None
+    parts: list[_Multipart | bytes]
+    preamble: str | None
+    epilogue: str | None
 
 
 def _plan(msg: Message, depth: int) -> _Multipart | bytes:
@@ -145,10 +102,10 @@ def _plan(msg: Message, depth: int) -> _Multipart | bytes:
     content_types = [(name, value) for name, value in headers
                      if name.lower() == "content-type"]
     if len(content_types) != 1:  # none: a default type; several: the first one counts
-        raise _Unhandled("not exactly one Content-Type")
+        raise Unhandled("not exactly one Content-Type")
     raw_name, content_type = content_types[0]
     if not isinstance(content_type, headerregistry.BaseHeader) or content_type.defects:
-        raise _Unhandled("Content-Type")
+        raise Unhandled("Content-Type")
     # The canonical spellings set_content and set_boundary write: get_content_maintype()
     # (the generator's dispatch) and get_param() read them the obvious way.
     type_text = str(content_type)
@@ -156,34 +113,34 @@ def _plan(msg: Message, depth: int) -> _Multipart | bytes:
     if text is not None:
         for name, value in headers:
             if name.lower() == "content-disposition" and str(value).lower() != "inline":
-                raise _Unhandled("attachment")
+                raise Unhandled("attachment")
         body = _text_body(msg, text.group(1))
-        head = "".join([_fold(name, value) for name, value in headers]) + _NL
+        head = "".join([fold(name, value) for name, value in headers]) + NL
         return head.encode("ascii", "surrogateescape") + body
     multipart = _MULTIPART.fullmatch(type_text)
     if multipart is None or depth >= _MAX_DEPTH:
-        raise _Unhandled("not text or multipart, or nested too deep")
+        raise Unhandled("not text or multipart, or nested too deep")
     subparts = msg.get_payload()
     if not isinstance(subparts, list):
-        raise _Unhandled("multipart without a list of parts")
+        raise Unhandled("multipart without a list of parts")
     preamble, epilogue = msg.preamble, msg.epilogue
     for extra in (preamble, epilogue):
         if extra is not None and not (isinstance(extra, str) and extra.isascii()):
-            raise _Unhandled("preamble or epilogue")
-    if not _NAME.fullmatch(raw_name) or not _NAME.fullmatch(content_type.name):
-        raise _Unhandled("header name")
+            raise Unhandled("preamble or epilogue")
+    if not FIELD_NAME.fullmatch(raw_name) or not FIELD_NAME.fullmatch(content_type.name):
+        raise Unhandled("header name")
     parts = [_plan(part, depth + 1) for part in subparts]
     boundary = multipart.group(2)
     if boundary is None:  # drawn at rendering; set_boundary() would store it under raw_name
         content_type_line = None
-    elif len(content_type.name) + len(type_text) + 2 > _MAXLEN:
+    elif len(content_type.name) + len(type_text) + 2 > MAX_LINE:
         content_type_line = _boundary_line(content_type.name, multipart.group(1), boundary)
     else:
-        content_type_line = _fold(raw_name, content_type)
+        content_type_line = fold(raw_name, content_type)
     lines: list[str | None] = [
-        content_type_line if value is content_type else _fold(name, value)
+        content_type_line if value is content_type else fold(name, value)
         for name, value in headers]
-    lines.append(_NL)
+    lines.append(NL)
     return _Multipart(lines, raw_name, multipart.group(1), boundary, parts, preamble,
                       epilogue)
 
@@ -217,53 +174,15 @@ def _render(node: _Multipart | bytes) -> bytes:
     return b"".join(out)
 
 
-def _fold(name: str, value: object) -> str:
-    """What ``POLICY.fold_binary(name, value)`` writes, before encoding."""
-    if not isinstance(value, headerregistry.BaseHeader):
-        return _raw_line(name, value)
-    # HeaderRegistry makes a new class per header (type('_' + base, (base, BaseHeader))),
-    # so look at its first base every time rather than caching by class.
-    bases = type(value).__bases__
-    base = bases[0] if bases else None
-    if base in _VERBATIM_BASES:
-        text = str(value)
-    elif base in _ADDRESS_BASES:  # folded from its parse tree: the source's spelling
-        tree = getattr(value, "_parse_tree", None)
-        text = "" if tree is None else str(tree)
-    else:
-        text = ""
-    name = value.name  # BaseHeader.fold writes its own name, not the stored key
-    if (text and len(name) + len(text) + 2 <= _MAXLEN and text.isascii()
-            and text.isprintable() and "=?" not in text and not value.defects
-            and _NAME.fullmatch(name)):
-        return f"{name}: {text}{_NL}"
-    return value.fold(policy=POLICY)
-
-
-def _raw_line(name: str, value: object) -> str:
-    """A value stored as a string (``set_raw``, as SenderHeaders does): the policy writes
-    its lines back as they are unless one is too long (then it re-parses and refolds:
-    the stdlib's job). Only printable ASCII lines are taken here."""
-    if not isinstance(value, str) or not _NAME.fullmatch(name):
-        raise _Unhandled("a raw header of another kind")
-    lines = value.splitlines()
-    if not all(line.isascii() and line.isprintable() for line in lines):
-        raise _Unhandled("a raw header with other characters")
-    if lines and (len(lines[0]) + len(name) + 2 > _MAXLEN
-                  or any(len(line) > _MAXLEN for line in lines[1:])):
-        raise _Unhandled("a raw header the policy refolds")
-    return f"{name}: {_NL.join(lines)}{_NL}"
-
-
 def _text_body(msg: Message, charset: str | None) -> bytes:
     """Generator._handle_text / BytesGenerator._handle_text for what set_content makes."""
     if msg.is_multipart():
-        raise _Unhandled("text part with subparts")
+        raise Unhandled("text part with subparts")
     payload = msg.get_payload()
     if payload is None:
         return b""
     if not isinstance(payload, str):
-        raise _Unhandled("payload is not a str")
+        raise Unhandled("payload is not a str")
     if payload.isascii():
         # get_payload() decodes surrogate-escaped bytes with the charset (default ASCII);
         # US-ASCII and UTF-8 never turn a byte above 0x7f into ASCII, so this payload has
@@ -274,16 +193,16 @@ def _text_body(msg: Message, charset: str | None) -> bytes:
     # of non-ASCII text instead (which the stdlib refuses to write) never agrees.
     cte = msg.get("Content-Transfer-Encoding")
     if cte is None or str(cte).lower() != "8bit" or charset != "utf-8":
-        raise _Unhandled("non-ASCII payload")
+        raise Unhandled("non-ASCII payload")
     raw = msg.get_payload(decode=True)
     if not isinstance(raw, bytes):
-        raise _Unhandled("undecodable payload")
+        raise Unhandled("undecodable payload")
     try:
         same = raw.decode("utf-8") == payload
     except UnicodeDecodeError:
         same = False
     if not same:
-        raise _Unhandled("payload is not 8bit UTF-8 bytes")
+        raise Unhandled("payload is not 8bit UTF-8 bytes")
     if b"\r" not in raw:
         return raw.replace(b"\n", b"\r\n")
     return re.sub(rb"\r\n|\r|\n", b"\r\n", raw)
@@ -293,17 +212,17 @@ def _crlf(text: str) -> str:
     """Generator._write_lines: every line ending becomes CRLF (a last line without one
     stays without)."""
     if "\r" not in text:
-        return text.replace("\n", _NL)
-    return _NLCRE.sub(_NL, text)
+        return text.replace("\n", NL)
+    return _NLCRE.sub(NL, text)
 
 
 def _boundary_line(name: str, content_type: str, boundary: str) -> str:
     """How SMTP folds ``multipart/x; boundary="b"`` (the value set_boundary() writes):
     on one line when it fits, else the parameter alone on a continuation line."""
     one_line = f'{name}: {content_type}; boundary="{boundary}"'
-    if len(one_line) <= _MAXLEN:
-        return one_line + _NL
-    return f'{name}: {content_type};{_NL} boundary="{boundary}"{_NL}'
+    if len(one_line) <= MAX_LINE:
+        return one_line + NL
+    return f'{name}: {content_type};{NL} boundary="{boundary}"{NL}'
 
 
 def _make_boundary(text: bytes) -> str:

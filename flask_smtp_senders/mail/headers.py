@@ -24,15 +24,10 @@ from datetime import datetime, timezone
 from email.headerregistry import Address, BaseHeader
 from email.message import EmailMessage
 
+from ..addresses import AddressRules, wire_address
 from ..errors import DeliveryError
-from ..validation import (
-    MSG_CONTROL,
-    MSG_UNENCODABLE,
-    AddressRules,
-    SenderSettings,
-    unencodable,
-    wire_address,
-)
+from ..text_checks import MSG_CONTROL, MSG_UNENCODABLE, unencodable
+from ..validation import SenderSettings
 
 POLICY = email.policy.SMTP
 UTF8_POLICY = POLICY.clone(utf8=True)

@@ -13,7 +13,7 @@ The sending API works on a detached copy (:func:`detached_copy`), so the same
 - a header whose decoded value holds CR or LF (an RFC 2047 encoded word hiding a line
   break: the stdlib before gh-121650 writes it back raw) refuses the message
   (:func:`refuse_hidden_line_breaks`, Case G1), and every display name rewritten here is
-  defused first (:func:`.messages.defused_name`);
+  defused first (:func:`.headers.defused_name`);
 - a body with 8-bit octets goes with ``BODY=8BITMIME`` when the server offers it, else as
   the 7-bit re-encoding :func:`seven_bit_copy` makes (RFC 6152 §3).
 
@@ -30,9 +30,10 @@ from email import base64mime, quoprimime
 from email.headerregistry import Address, BaseHeader, Group
 from email.message import Message
 
+from ..addresses import AddressRules, wire_address
 from ..domain import needs_smtputf8
 from ..errors import InvalidSenderData
-from ..validation import AddressRules, decoded_texts, wire_address
+from ..text_checks import decoded_texts
 from .fastmail import serialise
 from .headers import defused_name
 
@@ -138,7 +139,7 @@ def wire_address_headers(message: Message, rules: AddressRules) -> bool:
     needs SMTPUTF8 (a non-ASCII local part somewhere, which ``rules`` must allow).
 
     Only a header that holds a non-ASCII address is rebuilt (display names stay as they
-    are, defused by :func:`.messages.defused_name`: the policy encodes them as RFC 2047
+    are, defused by :func:`.headers.defused_name`: the policy encodes them as RFC 2047
     allows in a phrase); the others are left exactly as given. Raises InvalidSenderData
     naming the header for an address (or a display name) that cannot be written.
     """

@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import dns.exception
 import dns.resolver
 
+from ..addresses import AddressRules, wire_address
 from ..errors import ConfigurationError
-from ..settings import message
-from ..validation import AddressRules, wire_address
+from ..settings import Settings
+from ..texts import message
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +49,13 @@ class DomainAdvice:
 class DomainAdvisor:
     """Looks up SPF and DMARC for a From Address; one per app."""
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        self._config = config
-        self.enabled = bool(config["SMTP_SENDERS_DOMAIN_ADVICE"])
-        self._nameservers = _nameservers(config["SMTP_SENDERS_DNS_NAMESERVERS"])
-        self._port = config["SMTP_SENDERS_DNS_PORT"]
-        if isinstance(self._port, bool) or not isinstance(self._port, int) or not (
-                0 < self._port < 65536):
-            raise ConfigurationError("SMTP_SENDERS_DNS_PORT must be a port number.")
-        self._timeout = config["SMTP_SENDERS_DNS_TIMEOUT"]
-        if (isinstance(self._timeout, bool) or not isinstance(self._timeout, int | float)
-                or not math.isfinite(self._timeout) or self._timeout <= 0):
-            raise ConfigurationError(
-                "SMTP_SENDERS_DNS_TIMEOUT must be a positive number of seconds.")
+    def __init__(self, settings: Settings, rules: AddressRules) -> None:
+        self._texts = settings.texts
+        self._rules = rules
+        self.enabled = settings.domain_advice
+        self._nameservers = _nameservers(settings.dns_nameservers)
+        self._port = settings.dns_port
+        self._timeout = settings.dns_timeout
 
     def advise(self, from_address: str) -> DomainAdvice | None:
         """The advice for the address's domain; None when advice is switched off, or the
@@ -71,7 +63,7 @@ class DomainAdvisor:
         if not self.enabled:
             return None
         try:
-            wire = wire_address(from_address, AddressRules.from_config(self._config))
+            wire = wire_address(from_address, self._rules)
         except ValueError:
             return None
         domain = wire.rpartition("@")[2].lower()
@@ -125,7 +117,7 @@ class DomainAdvisor:
 
     def _lines(self, domain: str, spf: str, dmarc: str) -> tuple[str, ...]:
         def say(name: str, **values: str) -> str:
-            return message(self._config, name, domain=domain, **values)
+            return message(self._texts, name, domain=domain, **values)
 
         lines = []
         if spf == "published":

@@ -8,7 +8,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from ..storage.sqlalchemy import Sender
+from ..storage.base import Sender
 
 
 def sender_as_dict(sender: Sender) -> dict[str, Any]:

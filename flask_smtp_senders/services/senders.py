@@ -2,120 +2,80 @@
 
 Changes are validated here whatever the caller did, encrypted before they reach the store,
 and audited inside the store's transaction, so an audit hook that fails rolls them back.
-Test sends are audited after the fact: a message cannot be unsent.
+The password is guarded here too: it is only ever read for the destination it is bound
+to. Send Test Email and the connection check run in :mod:`.probe` (audited after the
+fact: a message cannot be unsent); sending runs in :mod:`.delivery`.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 import ipaddress
 import logging
+import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import asdict
 from typing import Any
 
 import pluggy
 
-from ..crypto import PasswordCipher, Secret
+from ..addresses import AddressRules
+from ..crypto import PasswordCipher
 from ..destinations import is_metadata_name
 from ..errors import (
     AuditFailed,
     CredentialNotBound,
-    DeliveryError,
     InvalidSenderData,
     PasswordUnreadable,
     SenderNotFound,
-    StorageError,
 )
 from ..events import (
     AuditEvent,
-    ConnectionChecked,
     KeysRotated,
     SenderCreated,
     SenderDeleted,
     SenderUpdated,
-    TestEmailFailed,
-    TestEmailSent,
+    sender_changed,
 )
-from ..mail.headers import build_test_message
-from ..mail.outgoing import seven_bit_bytes, wire_bytes
-from ..settings import message
+from ..sealed import Secret
+from ..settings import Settings
 from ..smtp import transport
-from ..smtp.diagnostics import Diagnosis, Trace
-from ..storage.sqlalchemy import Sender, SenderStore, destination
-from ..validation import (
-    AddressRules,
-    SenderSettings,
-    validate_password,
-    validate_recipient,
-    validate_settings,
-    wire_address,
-)
+from ..storage.base import Sender, SenderStore, destination
+from ..texts import message
+from ..validation import SenderSettings, validate_password, validate_settings
+from . import probe
 from .delivery import Mailer, MailerDeps, MailerSettings
 from .dns_advice import DomainAdvisor
+from .probe import ProbeResult
 
 log = logging.getLogger(__name__)
-
-
-def _accepts(method: Callable[..., Any], keyword: str) -> bool:
-    """Whether a store method takes ``keyword`` (by name or through ``**kwargs``): the
-    fingerprint and version arguments are optional for stores written before them."""
-    try:
-        parameters = inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return False
-    return keyword in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-
-
-def _optional(method: Callable[..., Any], **values: Any) -> dict[str, Any]:
-    """The keyword arguments among ``values`` that ``method`` accepts."""
-    return {name: value for name, value in values.items() if _accepts(method, name)}
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    """The outcome of Send Test Email or of the connection check (the dry run): one type
-    for both, as the pages, the API and the CLI show them alike."""
-
-    __test__ = False  # not a pytest test class
-
-    ok: bool
-    #: The message to show, as it is.
-    message: str
-    #: Where it stopped (a transport stage, or "password"); None on success.
-    stage: str | None = None
-    #: What each stage did and one piece of advice; set for failures too.
-    diagnosis: Diagnosis = field(kw_only=True)
-
-
-#: The names each outcome had before they became one type (kept: public API).
-TestEmailResult = ProbeResult
-CheckResult = ProbeResult
 
 
 class SenderService:
     """Sender operations for one app; reach it as ``SMTPSenders.service``."""
 
-    def __init__(self, config: dict[str, Any], store: SenderStore, cipher: PasswordCipher,
+    def __init__(self, settings: Settings, store: SenderStore, cipher: PasswordCipher,
                  plugin_manager: pluggy.PluginManager,
                  options: transport.TransportOptions) -> None:
-        self.config = config
+        self.settings = settings
+        #: The user-facing texts (SMTP_SENDERS_MSG_*, SMTP_SENDERS_ADVICE_*).
+        self.texts = settings.texts
+        #: The addresses this app allows (SMTP_SENDERS_SMTPUTF8,
+        #: SMTP_SENDERS_ALLOW_INTERNAL_DOMAINS).
+        self.address_rules = AddressRules(smtputf8=settings.smtputf8,
+                                          internal_domains=settings.allow_internal_domains)
         self.store = store
         self.cipher = cipher
         self.plugin_manager = plugin_manager
         self.hooks = plugin_manager.hook
         self.transport_options = options
+        #: What the pages, the API and the Celery task build for this app at first use
+        #: (the rate limiters, the registered task), so that an app's whole state is this
+        #: one object in ``app.extensions["smtp_senders"]``.
+        self.extras: dict[str, Any] = {}
+        self.extras_lock = threading.Lock()
         #: SPF and DMARC advice for a From Address (checks its settings now).
-        self.domain_advisor = DomainAdvisor(config)
-
-    @property
-    def address_rules(self) -> AddressRules:
-        """The addresses this app allows (SMTP_SENDERS_SMTPUTF8,
-        SMTP_SENDERS_ALLOW_INTERNAL_DOMAINS), read from the config at each use."""
-        return AddressRules.from_config(self.config)
+        self.domain_advisor = DomainAdvisor(settings, self.address_rules)
 
     def domain_advice(self, from_address: str) -> list[str]:
         """The From-domain advice sentences shown after a save and with a test or check
@@ -138,7 +98,9 @@ class SenderService:
                     message=message, sender=sender, purpose=purpose)),
             audit=lambda event: self.audit_send(event),
         )
-        return Mailer(deps, MailerSettings.from_config(self.config, self.transport_options))
+        return Mailer(deps, MailerSettings.from_settings(self.settings, self.transport_options,
+                                                         self.address_rules),
+                      changes_from=self)
 
     # -- authorisation and audit ------------------------------------------------------
 
@@ -211,7 +173,7 @@ class SenderService:
                         "settings; it is not used until it is re-entered", sender.id)
             raise CredentialNotBound(
                 f"sender {sender.id}: the stored password is not bound to these settings",
-                message(self.config, "password_unbound"))
+                message(self.texts, "password_unbound"))
         return self.cipher.decrypt(sender.password)
 
     # -- changes --------------------------------------------------------------------
@@ -222,14 +184,14 @@ class SenderService:
         resolved, at send time)."""
         settings = validate_settings(**asdict(settings), rules=self.address_rules)
         if is_metadata_name(settings.server_name):  # Case G4: never, whatever resolves
-            raise InvalidSenderData({"server_name": message(self.config, "destination_refused")})
+            raise InvalidSenderData({"server_name": message(self.texts, "destination_refused")})
         try:
             ipaddress.ip_address(settings.server_name)
         except ValueError:
             return settings
         allowed = self.transport_options.destination_allowed
         if not allowed(settings.server_name, settings.port, settings.server_name):
-            raise InvalidSenderData({"server_name": message(self.config, "destination_refused")})
+            raise InvalidSenderData({"server_name": message(self.texts, "destination_refused")})
         return settings
 
     def create_sender(self, settings: SenderSettings, password: str) -> Sender:
@@ -241,7 +203,7 @@ class SenderService:
         fingerprint = self.cipher.save_fingerprint(asdict(settings), password)
         return self.store.add(settings, encrypted, before_commit=lambda sender: (
             self._audit_change(SenderCreated(actor=actor, sender_id=sender.id))),
-            binding=binding, **_optional(self.store.add, fingerprint=fingerprint))
+            binding=binding, fingerprint=fingerprint)
 
     def update_sender(self, sender_id: int, expected_version: int, settings: SenderSettings,
                       password: str) -> Sender:
@@ -265,17 +227,16 @@ class SenderService:
             binding=self.cipher.bind(
                 destination(settings.server_name, settings.port, settings.username),
                 encrypted),
-            **_optional(self.store.update,
-                        fingerprint=self.cipher.save_fingerprint(asdict(settings), password)),
+            fingerprint=self.cipher.save_fingerprint(asdict(settings), password),
         )
-        self.mailer.forget(sender_id)
+        sender_changed.send(self, sender_id=sender_id, deleted=False)
         return updated
 
     def delete_sender(self, sender_id: int, expected_version: int | None = None) -> None:
         actor = self._actor()
         self.store.delete(sender_id, expected_version, before_commit=lambda sender: (
             self._audit_change(SenderDeleted(actor=actor, sender_id=sender.id))))
-        self.mailer.forget(sender_id, deleted=True)
+        sender_changed.send(self, sender_id=sender_id, deleted=True)
 
     def set_default_sender(self, sender_id: int) -> Sender:
         """Make ``sender_id`` the sender the host's messages use when none is named."""
@@ -302,10 +263,12 @@ class SenderService:
             self._audit_change(KeysRotated(actor=actor, sender_id=None, rotated=done,
                                            unreadable=bad))
 
-        return self.store.reencrypt(self.cipher.rotate, before_commit=audit, progress=progress,
-                                    rebind=self.cipher.rebind)
+        counts = self.store.reencrypt(self.cipher.rotate, before_commit=audit,
+                                      progress=progress, rebind=self.cipher.rebind)
+        sender_changed.send(self, sender_id=None, deleted=False)
+        return counts
 
-    # -- Send Test Email ------------------------------------------------------------
+    # -- Send Test Email and the connection check (services/probe.py) -------------------
 
     def send_test_email(self, sender_id: int, recipient: str) -> ProbeResult:
         """Send the fixed test message to one address through the saved settings.
@@ -313,88 +276,7 @@ class SenderService:
         Raises InvalidSenderData for a bad recipient and SenderNotFound for a missing
         sender; every failure of the send itself is a result, recorded and audited.
         """
-        recipient = validate_recipient(recipient, self.address_rules)
-        sender = self.store.get(sender_id)
-        actor = self._actor()
-        trace = Trace()
-        try:
-            self._deliver_test(sender, recipient, trace)
-        except CredentialNotBound:
-            result = ProbeResult(False, message(self.config, "password_unbound"),
-                                     "password", diagnosis=Diagnosis.password_unusable())
-        except PasswordUnreadable:
-            result = ProbeResult(False, message(self.config, "password_reentry"),
-                                     "password", diagnosis=Diagnosis.password_unusable())
-        except DeliveryError as failure:
-            result = ProbeResult(False, failure.user_message, failure.stage,
-                                     diagnosis=trace.diagnosis(self.config))
-        else:
-            result = ProbeResult(True, message(self.config, "test_success",
-                                                   recipient=recipient),
-                                     diagnosis=trace.diagnosis(self.config))
-        try:
-            self._record_test(sender, result.ok)
-        except StorageError:  # the send happened; its result still goes to the user
-            log.warning("could not record the test result of sender %s", sender.id)
-        if result.ok:
-            self.audit_send(TestEmailSent(actor=actor, sender_id=sender.id,
-                                           recipient=recipient))
-        else:
-            self.audit_send(TestEmailFailed(actor=actor, sender_id=sender.id,
-                                             recipient=recipient, stage=result.stage or ""))
-        return result
-
-    def _record_test(self, sender: Sender, ok: bool) -> None:
-        """Record the result on the version that was tested (compare-and-set on
-        ``sender.version``): an edit saved while the test ran is not marked tested, and
-        the result of the old settings is not shown on the new ones. A passed test marks
-        the tested version's fingerprint as tested (a row saved before fingerprints
-        existed gets one now, from the password the test used)."""
-        record = self.store.record_test
-        when = datetime.now(timezone.utc)
-        if not _accepts(record, "version"):  # a store without compare-and-set
-            record(sender.id, ok, when)
-            return
-        fingerprint = sender.settings_fingerprint
-        if ok and fingerprint is None:
-            try:
-                fingerprint = self.cipher.fingerprint(asdict(sender.settings),
-                                                      self.secret_for(sender))
-            except PasswordUnreadable:  # it was just read; only a key change gets here
-                fingerprint = None
-        recorded = record(sender.id, ok, when, version=sender.version,
-                          **_optional(record, fingerprint=fingerprint))
-        if recorded is False:
-            log.info("sender %s was saved or deleted while it was tested; the result of "
-                     "the old settings is not recorded", sender.id)
-
-    def _deliver_test(self, sender: Sender, recipient: str, trace: Trace | None = None) -> None:
-        secret = self.secret_for(sender)
-        settings = sender.settings
-        rules = self.address_rules
-        from_address = _saved_wire_address("From Address", settings.from_address, rules)
-        if settings.reply_to_address:  # checked as the From Address is, before connecting
-            _saved_wire_address("Reply-To Address", settings.reply_to_address, rules)
-        to_address = wire_address(recipient, rules)
-        test_message = build_test_message(
-            settings, recipient,
-            message(self.config, "test_subject"), message(self.config, "test_body"),
-            rules=rules,
-        )
-        self.hooks.smtp_senders_prepare_message(message=test_message, sender=sender,
-                                                purpose="test")
-        try:  # what the hook added is checked as the sending API checks a host's message
-            data, utf8 = wire_bytes(test_message, (from_address, to_address), rules)
-        except InvalidSenderData as invalid:
-            raise DeliveryError("data", message(self.config, "data_failed")) from invalid
-        options = self.transport_options
-        deadline = transport.Deadline(options.deadline, options.operation_timeout)
-        with transport.connect(sender.server, secret, options, deadline,
-                               trace) as connection:
-            connection.send(from_address, [to_address], data, deadline, trace=trace,
-                            smtputf8=utf8, seven_bit=lambda: seven_bit_bytes(test_message))
-
-    # -- connection check -----------------------------------------------------------
+        return probe.send_test_email(self, sender_id, recipient)
 
     def check_connection(self, sender_id: int, recipient: str | None = None) -> ProbeResult:
         """The dry run: resolve, connect, TLS, EHLO, AUTH, MAIL FROM (the From Address) and
@@ -404,70 +286,8 @@ class SenderService:
         Raises InvalidSenderData for a bad recipient and SenderNotFound for a missing
         sender; a failure of the check itself is a result. Every result is audited
         (ConnectionChecked) and recorded on the sender (``last_check_at``,
-        ``last_check_ok``, ``last_check_stage``, through the store's ``record_check``
-        when it has one), whoever asked: the page, the API or ``flask smtp-senders
-        check``. It never marks the sender tested: passing it says nothing about DATA.
+        ``last_check_ok``, ``last_check_stage``, through the store's ``record_check``),
+        whoever asked: the page, the API or ``flask smtp-senders check``. It never marks
+        the sender tested: passing it says nothing about DATA.
         """
-        if recipient is not None and recipient.strip(" \t"):
-            recipient = validate_recipient(recipient, self.address_rules)
-        else:
-            recipient = None
-        sender = self.store.get(sender_id)
-        actor = self._actor()
-        result = self._check(sender, recipient)
-        self._record_check(sender, result)
-        self.audit_send(ConnectionChecked(actor=actor, sender_id=sender.id,
-                                           outcome="success" if result.ok else "failure",
-                                           stage=result.stage or ""))
-        return result
-
-    def _record_check(self, sender: Sender, result: ProbeResult) -> None:
-        """The check's outcome on the sender; a store failure loses the record, never
-        the result (the check ran)."""
-        record = getattr(self.store, "record_check", None)
-        if record is None:
-            return
-        try:
-            record(sender.id, result.ok, datetime.now(timezone.utc), result.stage)
-        except StorageError:
-            log.warning("could not record the connection check of sender %s", sender.id)
-
-    def _check(self, sender: Sender, recipient: str | None) -> ProbeResult:
-        trace = Trace()
-        try:
-            self._probe(sender, recipient, trace)
-        except PasswordUnreadable as unusable:
-            reason = ("password_unbound" if isinstance(unusable, CredentialNotBound)
-                      else "password_reentry")
-            return ProbeResult(False, message(self.config, reason), "password",
-                               diagnosis=Diagnosis.password_unusable())
-        except DeliveryError as failure:
-            return ProbeResult(False, failure.user_message, failure.stage,
-                               diagnosis=trace.diagnosis(self.config))
-        return ProbeResult(True, message(self.config, "check_success"),
-                           diagnosis=trace.diagnosis(self.config))
-
-    def _probe(self, sender: Sender, recipient: str | None, trace: Trace) -> None:
-        secret = self._check_secret(sender)
-        rules = self.address_rules
-        from_address = _saved_wire_address("From Address", sender.settings.from_address, rules)
-        to_address = wire_address(recipient, rules) if recipient else from_address
-        options = self.transport_options
-        deadline = transport.Deadline(options.deadline, options.operation_timeout)
-        with transport.connect(sender.server, secret, options, deadline,
-                               trace) as connection:
-            connection.dry_run(from_address, [to_address], deadline, trace)
-
-    def _check_secret(self, sender: Sender) -> Secret:
-        """The password for the connection check: its only read of the stored one, the
-        same guarded read Send Test Email uses."""
-        return self.secret_for(sender)
-
-
-def _saved_wire_address(label: str, address: str, rules: AddressRules) -> str:
-    """The wire form of a saved address; one saved before the app's address rules were
-    tightened fails the send before anything is sent, its reason naming the setting."""
-    try:
-        return wire_address(address, rules)
-    except ValueError as exc:
-        raise DeliveryError("sender", f"{label}: {exc}") from None
+        return probe.check_connection(self, sender_id, recipient)

@@ -1,23 +1,28 @@
 """Talking SMTP to the administrator's server, safely: the package's entry point to it.
 
 :func:`connect` opens a :class:`Connection` (an encrypted, authenticated session) and the
-Connection sends over it. The work is split by job, and every name the rest of the package
-uses is re-exported here:
+Connection sends over it and closes it: one object owns open, send and close. The work is
+split by job, and every name the rest of the package uses is re-exported here:
 
-- :mod:`flask_smtp_senders.smtp.session`: the port rule (:func:`security_for_port`),
-  settings, deadline, and the steps of reaching an authenticated session (certificates
-  always verified, STARTTLS mandatory on its ports, AUTH only over an encrypted socket,
-  every operation under a timeout and the exchange under a deadline). Failures are raised
-  as :class:`DeliveryError` with the stage where they happened and a fixed message; the
-  ``flask_smtp_senders.transport`` log gets the stage, the exception's type and reply
-  codes at WARNING, and server replies and exception text at DEBUG only, with the password
-  scrubbed out. Every reply is bounded in lines and bytes.
-- :mod:`flask_smtp_senders.smtp.transactions`: message transactions over the session, lock-step or
-  pipelined (RFC 2920).
+- :mod:`flask_smtp_senders.smtp.session`: reaching an authenticated session (certificates
+  always verified, STARTTLS mandatory on its ports, AUTH only over an encrypted socket),
+  with :mod:`~flask_smtp_senders.smtp.client` (the smtplib client),
+  :mod:`~flask_smtp_senders.smtp.auth` (the AUTH mechanisms),
+  :mod:`~flask_smtp_senders.smtp.replies` (every reply bounded in lines and bytes),
+  :mod:`~flask_smtp_senders.smtp.deadline` and :mod:`~flask_smtp_senders.smtp.options`.
+- :mod:`flask_smtp_senders.smtp.failures`: a failure becomes a :class:`DeliveryError` with
+  the stage where it happened and a fixed message; the ``flask_smtp_senders.transport``
+  log gets the stage, the exception's type and reply codes at WARNING, and server replies
+  and exception text at DEBUG only, with the password scrubbed out
+  (:mod:`~flask_smtp_senders.smtp.scrubbing`).
+- :mod:`flask_smtp_senders.smtp.transactions` (lock-step, and what every transaction
+  shares), :mod:`~flask_smtp_senders.smtp.pipelining` (many messages, RFC 2920) and
+  :mod:`~flask_smtp_senders.smtp.envelope` (the bytes written): the messages sent over
+  the session.
 - here: :func:`connect`, and :class:`Connection`'s single send, dry run and closing.
 
 :func:`connect`, :meth:`Connection.send` and :meth:`Connection.dry_run` take an optional
-:class:`~flask_smtp_senders.smtp.diagnostics.Trace` that records each stage (Send Test Email and
+:class:`~flask_smtp_senders.smtp.trace.Trace` that records each stage (Send Test Email and
 the connection check); without one (the sending API) nothing is recorded and nothing is
 allocated for it.
 
@@ -29,9 +34,9 @@ from __future__ import annotations
 import contextlib
 import select
 import smtplib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
-from ..crypto import Secret
 from ..domain import (
     STAGES,
     STARTTLS_PORTS,
@@ -40,28 +45,19 @@ from ..domain import (
     needs_smtputf8,
     security_for_port,
 )
-from .diagnostics import NO_TRACE, Trace
-from .session import (
-    CredentialsRejected,
-    Deadline,
-    ReplyTooLarge,
-    Scrubber,
-    SMTPClient,
-    TransportOptions,
-    log,
-    open_session,
-    resolve,
-    scrub,
-)
-from .transactions import (
-    TRACE_STAGES,
-    MailTransactions,
-    Outcome,
-    Outgoing,
-    Transaction,
-    Unsendable,
-    envelope_lines,
-)
+from ..sealed import Secret
+from .auth import CredentialsRejected
+from .client import SMTPClient
+from .deadline import Deadline
+from .envelope import Unsendable, envelope_lines, wire_terms
+from .failures import log
+from .options import TransportOptions, resolve
+from .pipelining import send_pipelined
+from .replies import ReplyTooLarge
+from .scrubbing import Scrubber, scrub
+from .session import open_session
+from .trace import NO_TRACE, Trace
+from .transactions import TRACE_STAGES, MailTransactions, Outcome, Outgoing, Transaction
 
 __all__ = [
     "STAGES",
@@ -81,27 +77,52 @@ __all__ = [
     "security_for_port",
 ]
 
+_T = TypeVar("_T", bound=Outgoing)
+
 
 class _EnvelopeAccepted(Exception):
     """A dry run reached DATA: the server accepted the sender and a recipient."""
 
 
-class Connection(MailTransactions):
-    """An open, encrypted and authenticated SMTP session with one server.
+class Connection:
+    """An open, encrypted and authenticated SMTP session with one server: it sends (one
+    message, a dry run, or many pipelined) and closes.
 
-    Sending many messages (:meth:`send_pipelined`), ``pipelining`` and ``usable`` come
-    from :class:`~flask_smtp_senders.smtp.transactions.MailTransactions`.
-
-    It keeps no password: the session signed in before it was made, and for scrubbing
-    its DEBUG log it keeps a :class:`~flask_smtp_senders.smtp.session.Scrubber` (keyed
-    digests) made from ``secret``, not the :class:`Secret` itself."""
+    It owns the session and a
+    :class:`~flask_smtp_senders.smtp.transactions.MailTransactions` over it, which does
+    the transactions' bookkeeping. It keeps no password: the session signed in before it
+    was made, and for scrubbing its DEBUG log it keeps a
+    :class:`~flask_smtp_senders.smtp.scrubbing.Scrubber` (keyed digests) made from
+    ``secret``, not the :class:`Secret` itself. ``reserved``: the deadline the connect
+    began under, which the first message's exchange keeps."""
 
     def __init__(self, smtp: SMTPClient, server: ServerAddress,
-                 secret: Secret | Scrubber) -> None:
+                 secret: Secret | Scrubber, *, reserved: Deadline | None = None) -> None:
         self._smtp = smtp
         self.server = server
-        self._scrubber = (secret if isinstance(secret, Scrubber)
-                          else Scrubber(server.username, secret))
+        scrubber = (secret if isinstance(secret, Scrubber)
+                    else Scrubber(server.username, secret))
+        self._mail = MailTransactions(smtp, server, scrubber, reserved)
+
+    @property
+    def pipelining(self) -> bool:
+        """The server's EHLO (the one after TLS) offered PIPELINING (RFC 2920)."""
+        return self._smtp.has_extn("pipelining")
+
+    @property
+    def usable(self) -> bool:
+        """Still connected and in step with the server (a pool may reuse it)."""
+        return self._smtp.sock is not None
+
+    def send_pipelined(self, items: Iterable[_T]) -> Iterator[tuple[_T, Outcome]]:
+        """Send many messages, overlapping round trips when the server allows (RFC 2920):
+        :func:`flask_smtp_senders.smtp.pipelining.send_pipelined`, which says how.
+
+        Yields ``(item, outcome)`` in order for every item pulled from ``items``: the
+        refused recipients (as :meth:`send` returns them) or a DeliveryError (as it
+        raises). Without PIPELINING it sends as :meth:`send` does.
+        """
+        return send_pipelined(self._mail, items)
 
     def send(self, from_addr: str, to_addrs: Sequence[str], data: bytes,
              deadline: Deadline | None = None,
@@ -125,20 +146,22 @@ class Connection(MailTransactions):
         """
         if smtputf8 is None:
             smtputf8 = needs_smtputf8([from_addr, *to_addrs])
+        mail = self._mail
         txn: Transaction[None] = Transaction(None, to_addrs)
         with self._tracing(trace or NO_TRACE):
             try:
-                data, params = self._wire_terms(data, smtputf8, seven_bit)
+                data, params = wire_terms(self._smtp.esmtp_features, data, smtputf8,
+                                          seven_bit)
                 txn.lines = envelope_lines(from_addr, to_addrs, params)
             except Unsendable as exc:
                 if exc.reason is None:  # not SMTP at all: the caller's mistake
                     raise
                 txn.stage = exc.stage
-                raise self._failure(txn, exc) from None
+                raise mail.failure(txn, exc) from None
         if trace is None:
-            return self._send_lockstep(txn, data, deadline, while_waiting)
+            return mail.send_lockstep(txn, data, deadline, while_waiting)
         with self._tracing(trace):
-            return self._send_lockstep(txn, data, deadline, while_waiting, trace)
+            return mail.send_lockstep(txn, data, deadline, while_waiting, trace)
 
     def dry_run(self, from_addr: str, to_addrs: Sequence[str],
                 deadline: Deadline | None = None, trace: Trace | None = None) -> None:
@@ -149,6 +172,7 @@ class Connection(MailTransactions):
         best effort (the trace's reset stage says how they went); the session ends.
         """
         params = ("SMTPUTF8",) if needs_smtputf8([from_addr, *to_addrs]) else ()
+        mail = self._mail
         txn: Transaction[None] = Transaction(None, to_addrs)
         try:
             if params and not self._smtp.has_extn("smtputf8"):
@@ -159,12 +183,12 @@ class Connection(MailTransactions):
                 raise
             txn.stage = exc.stage
             with self._tracing(trace or NO_TRACE):
-                raise self._failure(txn, exc) from None
+                raise mail.failure(txn, exc) from None
         data_line = txn.lines[-1]
         tracer = NO_TRACE if trace is None else trace
         smtp = self._smtp
-        smtp.deadline = self._fresh_deadline() if deadline is None else deadline
-        self._reserved = None
+        smtp.deadline = mail.fresh_deadline() if deadline is None else deadline
+        mail.reserved = None
 
         def command(line: bytes) -> tuple[int, bytes]:
             if line is data_line:  # never written
@@ -177,11 +201,11 @@ class Connection(MailTransactions):
 
         with self._tracing(tracer):
             try:
-                self._envelope(txn, command)
+                mail.envelope(txn, command)
             except _EnvelopeAccepted:
                 tracer.leave()
             except (smtplib.SMTPException, OSError) as exc:
-                raise self._abandon(txn, exc) from None
+                raise mail.abandon(txn, exc) from None
             self._reset_and_quit(tracer)
 
     def _reset_and_quit(self, trace: Trace) -> None:
@@ -204,7 +228,8 @@ class Connection(MailTransactions):
 
     @contextlib.contextmanager
     def _tracing(self, trace: Trace) -> Iterator[None]:
-        """Have failures classified meanwhile (:func:`classify_failure`) reported to ``trace``."""
+        """Have failures classified meanwhile
+        (:func:`~flask_smtp_senders.smtp.failures.classify_failure`) reported to ``trace``."""
         smtp = self._smtp
         previous, smtp.trace = smtp.trace, trace
         try:
@@ -253,6 +278,5 @@ def connect(server: ServerAddress, secret: Secret, options: TransportOptions,
     smtp = open_session(server, secret, options, deadline,
                         NO_TRACE if trace is None else trace)
     smtp.trace = NO_TRACE  # later sends report to the trace they are given, if any
-    connection = Connection(smtp, server, secret)
-    connection._reserved = deadline  # the first message's exchange includes this connect
-    return connection
+    # the first message's exchange includes this connect
+    return Connection(smtp, server, secret, reserved=deadline)

@@ -1,2 +1,2 @@
-"""Where senders live: the store protocol, its SQLAlchemy implementation, the table and
-its migrations."""
+"""Where senders live: the store protocol (``base``), its SQLAlchemy implementation
+(``sqlalchemy``), the table (``models``), its schema upgrades and their migrations."""

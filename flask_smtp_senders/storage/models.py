@@ -14,7 +14,8 @@ from datetime import datetime
 from sqlalchemy import Boolean, DateTime, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ..validation import DEFAULT_PORT, MAX_ADDRESS, MAX_NAME, MAX_SERVER_NAME, MAX_USERNAME
+from ..addresses import MAX_ADDRESS, MAX_SERVER_NAME
+from ..validation import DEFAULT_PORT, MAX_NAME, MAX_USERNAME
 
 
 class Base(DeclarativeBase):

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, SelectField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
 
+from ..addresses import AddressRules
 from ..errors import InvalidSenderData
 from ..services.public import sender_tag, version_read
+from ..state import get_service
 from ..validation import (
     SETTING_NAMES,
-    AddressRules,
     SenderSettings,
     validate_password,
     validate_recipient,
@@ -26,12 +26,12 @@ from ..validation import (
 )
 
 if TYPE_CHECKING:
-    from ..storage.sqlalchemy import Sender
+    from ..storage.base import Sender
 
 
 def _rules() -> AddressRules:
     """The addresses the app allows: its SMTPUTF8 and internal-domain settings."""
-    return AddressRules.from_config(current_app.config)
+    return get_service().address_rules
 
 
 class _Form(FlaskForm):

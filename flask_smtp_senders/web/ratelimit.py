@@ -6,16 +6,15 @@ chose, so without a limit it is a mail cannon and a port-scan oracle (ASVS 11.1.
 ``limits`` library does the counting, in a moving window: in memory for one process, or in
 Redis so that every worker of the portal shares one limit (case F5). A storage that cannot
 be reached refuses the send (fail closed) rather than letting it through uncounted.
+
+This module counts; :mod:`.guard` turns a count into the refusal the user is told.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlparse
 
@@ -27,12 +26,11 @@ from limits.storage import SCHEMES, MovingWindowSupport, Storage, storage_from_s
 from limits.strategies import MovingWindowRateLimiter
 
 from ..errors import ConfigurationError, SMTPSendersError
-from ..settings import message
+from ..settings import Settings
+from ..state import get_service
 
 log = logging.getLogger(__name__)
 
-#: Where :func:`limiter_for` keeps each app's limiter.
-EXTENSION_KEY = "smtp_senders_ratelimit"
 LIMIT_SETTING = "SMTP_SENDERS_TEST_EMAIL_RATE_LIMIT"
 #: Case G5: saves (create, edit, delete, make default) per administrator.
 WRITE_LIMIT_SETTING = "SMTP_SENDERS_WRITE_RATE_LIMIT"
@@ -42,7 +40,6 @@ STORAGE_SETTING = "SMTP_SENDERS_RATELIMIT_STORAGE_URI"
 REDIS_TIMEOUT = 2.0
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+unix", "valkey", "valkeys", "valkey+unix"})
 
-_build_lock = threading.Lock()
 
 
 class RateLimitUnavailable(SMTPSendersError):
@@ -92,11 +89,11 @@ def make_storage(uri: str) -> Storage:
         ) from None
 
 
-def validate_config(config: Mapping[str, Any]) -> None:
+def validate_config(settings: Settings) -> None:
     """Fail at init_app, naming the setting, instead of at the first test email."""
-    parse_limit(config[LIMIT_SETTING])
-    parse_limit(config[WRITE_LIMIT_SETTING], WRITE_LIMIT_SETTING)
-    _storage_class(config[STORAGE_SETTING])
+    parse_limit(settings.test_email_rate_limit)
+    parse_limit(settings.write_rate_limit, WRITE_LIMIT_SETTING)
+    _storage_class(settings.ratelimit_storage_uri)
 
 
 class TestEmailLimiter:
@@ -162,19 +159,22 @@ def _describe(uri: str) -> str:
 
 def limiter_for(app: Flask, setting: str = LIMIT_SETTING) -> TestEmailLimiter:
     """The app's limiter for ``setting`` (test emails, or writes), built at first use
-    (after any fork of the workers)."""
-    key = EXTENSION_KEY if setting == LIMIT_SETTING else f"{EXTENSION_KEY}:{setting}"
-    limiter = app.extensions.get(key)
+    (after any fork of the workers) and kept in the app's one state object."""
+    service = get_service(app)
+    limiter = service.extras.get(setting)
     if limiter is None:
-        with _build_lock:
-            limiter = app.extensions.get(key)
+        with service.extras_lock:
+            limiter = service.extras.get(setting)
             if limiter is None:
                 prefix = f"flask_smtp_senders:{app.name}"
                 if setting != LIMIT_SETTING:
                     prefix += ":writes"
-                limiter = TestEmailLimiter(app.config[setting], app.config[STORAGE_SETTING],
-                                           prefix, setting)
-                app.extensions[key] = limiter
+                settings = service.settings
+                limit = (settings.test_email_rate_limit if setting == LIMIT_SETTING
+                         else settings.write_rate_limit)
+                limiter = TestEmailLimiter(limit, settings.ratelimit_storage_uri, prefix,
+                                           setting)
+                service.extras[setting] = limiter
     return limiter
 
 
@@ -189,51 +189,18 @@ def check_test_email(sender_id: int) -> int | None:
     return limiter_for(app).check(_administrator(app), sender_id)
 
 
+def check_write() -> int | None:
+    """Case G5: count one change (create, edit, delete, make default) by the current
+    request's administrator: None, or the seconds to wait when the write limit is reached.
+    A bound on how fast anyone can try things through the save buttons, guessed passwords
+    included. Raises :class:`RateLimitUnavailable` when the storage fails."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    limiter = limiter_for(app, WRITE_LIMIT_SETTING)
+    return limiter.count([(limiter.key_prefix, "admin", quote(_administrator(app), safe=""))])
+
+
 def _administrator(app: Flask) -> str:
     """Who the counters count: the ``smtp_senders_actor`` hook's answer, else the client's
     address."""
     actor = app.extensions["smtp_senders"].hooks.smtp_senders_actor()
     return f"actor:{actor}" if actor else f"address:{request.remote_addr or 'unknown'}"
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a Send Test Email or Check connection request is not served now."""
-
-    message: str
-    #: 429 (the limit is reached) or 503 (the counters cannot be reached).
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def write_refusal() -> Refusal | None:
-    """Case G5: count one change (create, edit, delete, make default) by the current
-    request's administrator: None to go on, or the refusal (429 with Retry-After, 503 when
-    the counters cannot be reached). A bound on how fast anyone can try things through
-    the save buttons, guessed passwords included."""
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    limiter = limiter_for(app, WRITE_LIMIT_SETTING)
-    try:
-        retry_after = limiter.count([(limiter.key_prefix, "admin",
-                                      quote(_administrator(app), safe=""))])
-    except RateLimitUnavailable:
-        return Refusal(message(app.config, "rate_limit_unavailable_writes"), 503)
-    if retry_after is None:
-        return None
-    return Refusal(message(app.config, "writes_rate_limited", retry_after=str(retry_after)),
-                   429, {"Retry-After": str(retry_after)})
-
-
-def test_email_refusal(sender_id: int) -> Refusal | None:
-    """Count one request on ``sender_id`` (:func:`check_test_email`): None to go on, or
-    the refusal to answer with, for the pages and the API alike: 429 with Retry-After
-    when the limit is reached, 503 when its storage fails (nothing is sent uncounted)."""
-    config = current_app.config
-    try:
-        retry_after = check_test_email(sender_id)
-    except RateLimitUnavailable:
-        return Refusal(message(config, "rate_limit_unavailable"), 503)
-    if retry_after is None:
-        return None
-    return Refusal(message(config, "rate_limited", retry_after=str(retry_after)), 429,
-                   {"Retry-After": str(retry_after)})

@@ -1,6 +1,6 @@
 """Fixtures for the Chromium tests: Debian's Chromium through Playwright, the example portal
 in a subprocess, and pages that record console errors, failed requests and any attempt to
-load something that is not on 127.0.0.x.
+load something that is not on loopback (127.0.0.0/8).
 
 Playwright never downloads a browser here: it drives ``/usr/bin/chromium``. Without it the
 tests skip, except under ``CI=true`` where they fail.
@@ -16,27 +16,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser import READY
+from tests.support.browser import ROOT, Portal, Problems
+from tests.support.portal import READY
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-#: Every URL the browser may load; anything else is aborted and reported.
-LOOPBACK_URL = re.compile(r"^https?://127\.0\.0\.\d{1,3}(:\d+)?/")
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def screenshot_dir() -> Path:
-    """``SCREENSHOT_DIR`` (relative to the repository root), else test-output/screenshots."""
-    return ROOT / os.environ.get("SCREENSHOT_DIR", "test-output/screenshots")
+#: Every URL the browser may load (the portal and the other site are on the run's loopback
+#: address, tests/support/loopback.py); anything else is aborted and reported.
+LOOPBACK_URL = re.compile(r"^https?://127(\.\d{1,3}){3}(:\d+)?/")
 
 
 def _unavailable(reason: str) -> None:
@@ -65,21 +59,6 @@ def browser() -> Iterator[Any]:
         browser.close()
 
 
-@dataclass
-class Portal:
-    """The example portal running in a subprocess, and what it needs to be used."""
-
-    url: str
-    catcher_host: str
-    admin_password: str
-    catcher_password: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 def _start_portal(folder: Path) -> Portal:
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "portal.log"
@@ -91,7 +70,7 @@ def _start_portal(folder: Path) -> Portal:
     env.pop("DATABASE_URL", None)  # the portal's own SQLite file, always
     with log.open("wb") as out:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-            [sys.executable, "-c", "from tests.browser import run_portal; run_portal()"],
+            [sys.executable, "-c", "from tests.support.portal import run_portal; run_portal()"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     portal = Portal("", "", env["PORTAL_ADMIN_PASSWORD"], env["PORTAL_CATCHER_PASSWORD"],
                     process, log)
@@ -127,20 +106,6 @@ def portal(browser: Any, tmp_path: Path) -> Iterator[Portal]:
     _stop(portal.process)
 
 
-@dataclass
-class Problems:
-    """What went wrong in the browser while a test ran; each test asserts it is empty."""
-
-    console_errors: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-    failed_requests: list[str] = field(default_factory=list)
-    blocked: list[str] = field(default_factory=list)
-
-    def all(self) -> list[str]:
-        return [*self.console_errors, *self.page_errors, *self.failed_requests,
-                *self.blocked]
-
-
 @pytest.fixture
 def problems() -> Problems:
     return Problems()
@@ -148,7 +113,7 @@ def problems() -> Problems:
 
 @pytest.fixture
 def page(browser: Any, portal: Portal, problems: Problems) -> Iterator[Any]:
-    """A new context and page per test, limited to 127.0.0.x, recording every problem."""
+    """A new context and page per test, limited to loopback, recording every problem."""
     context = browser.new_context(viewport={"width": 1200, "height": 800},
                                   base_url=portal.url)
 

@@ -10,14 +10,15 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import Portal
-from tests.browser.test_senders_in_chromium import (
+from tests.support.browser import (
     SUCCESS,
+    Portal,
     add_sender,
     expect,
     log_in,
     send_test_email,
 )
+from tests.support.loopback import LOOPBACK
 
 #: Records every CSP violation the page reports, before any page script runs.
 VIOLATIONS = """
@@ -48,10 +49,10 @@ def other_site(portal: Portal) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/"
+    yield f"http://{LOOPBACK}:{server.server_port}/"
     server.shutdown()
     server.server_close()
     thread.join(timeout=10)

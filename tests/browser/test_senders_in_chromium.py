@@ -6,14 +6,26 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.browser import CATCHER_PORT
-from tests.browser.conftest import PNG_MAGIC, ROOT, Portal, Problems, screenshot_dir
+from tests.support.browser import (
+    PNG_MAGIC,
+    ROOT,
+    SUCCESS,
+    Problems,
+    add_sender,
+    expect,
+    fill_sender,
+    log_in,
+    open_senders,
+    screenshot_dir,
+    send_test_email,
+    start_adding,
+)
+from tests.support.portal import CATCHER_PORT
+from tests.support.smtp_servers import LOOPBACK
 
-SUCCESS = "A test message was successfully sent to some.body@acme.com."
 AUTH_FAILED = ("Using the credentials you provided, we couldn't authenticate with your "
                "email server.")
 WARNING = ("Saving SMTP settings without validating credentials using the test email button "
@@ -21,12 +33,6 @@ WARNING = ("Saving SMTP settings without validating credentials using the test e
 SUBJECT = "Test message from your SMTP sender"
 SUCCESS_DATE = re.compile(r"Last test passed \d{4}-\d\d-\d\d \d\d:\d\d UTC")
 README_SCREENSHOT = ROOT / "docs" / "senders-page.png"
-
-
-def expect(target: Any) -> Any:
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
 
 
 def shoot(page: Any, name: str, path: Path | None = None) -> Path:
@@ -57,63 +63,6 @@ def assert_png(path: Path) -> None:
 def assert_clean(problems: Problems, *expected: str) -> None:
     """Nothing went wrong in the browser but the ``expected`` console errors, in order."""
     assert problems.all() == list(expected)
-
-
-def log_in(page: Any, portal: Portal) -> None:
-    """Log in as admin on the login page the portal sends anonymous visitors to."""
-    page.goto("/")
-    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill(portal.admin_password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Welcome, admin")).to_be_visible()
-
-
-def open_senders(page: Any) -> None:
-    """Settings > Senders from the portal's main menu."""
-    menu = page.get_by_role("navigation", name="Main")
-    menu.get_by_text("Settings", exact=True).click()
-    menu.get_by_role("link", name="Senders").click()
-    expect(page.get_by_role("heading", name="Senders", exact=True)).to_be_visible()
-
-
-def start_adding(page: Any, before_next: Callable[[], object] | None = None) -> None:
-    """+ then Sender Type Email, Provider Type Custom Server, Next."""
-    page.get_by_role("link", name="Add a sender").click()
-    expect(page.get_by_role("heading", name="Add a sender")).to_be_visible()
-    page.get_by_label("Sender Type").select_option(label="Email")
-    page.get_by_label("Provider Type").select_option(label="Custom Server")
-    if before_next is not None:
-        before_next()
-    page.get_by_role("button", name="Next").click()
-    expect(page.get_by_role("heading", name="Email Sender Custom SMTP Server")).to_be_visible()
-
-
-def fill_sender(page: Any, portal: Portal, **values: str) -> None:
-    fields = {"Username": "demo", "Password": portal.catcher_password,
-              "Server Name": portal.catcher_host, "Port": str(CATCHER_PORT),
-              "From Name": "Acme Portal", "From Address": "portal@example.com", **values}
-    for label, value in fields.items():
-        page.get_by_label(label).fill(value)
-
-
-def add_sender(page: Any, portal: Portal, **values: str) -> None:
-    open_senders(page)
-    start_adding(page)
-    fill_sender(page, portal, **values)
-    page.get_by_role("button", name="Save").click()
-    expect(page.get_by_role("status").filter(has_text="The sender was saved.")).to_be_visible()
-
-
-def send_test_email(page: Any, recipient: str) -> Any:
-    """Open the Send Test Email modal from the form's buttons, send, return the dialog."""
-    page.get_by_role("link", name="Send Test Email").last.click()
-    dialog = page.get_by_role("dialog", name="Send Test Email")
-    expect(dialog).to_be_visible()
-    assert dialog.evaluate("d => d.open && d.matches(':modal')")
-    dialog.get_by_label("Send to").fill(recipient)
-    dialog.get_by_role("button", name="Send").click()
-    return dialog
 
 
 def test_seed_walkthrough_from_login_to_the_caught_test_message(page, portal, problems):
@@ -334,7 +283,7 @@ def test_the_staged_report_and_check_connection_in_the_modal(page, portal, probl
     page.keyboard.press("Escape")
 
     starttls_only = smtp_server("starttls", port=None)
-    add_sender(page, portal, **{"Server Name": "127.0.0.1",
+    add_sender(page, portal, **{"Server Name": LOOPBACK,
                                 "Port": str(starttls_only.port)})
     dialog = send_test_email(page, "some.body@acme.com")
     expect(dialog.get_by_role("status")).to_have_text(
@@ -369,8 +318,8 @@ def test_a_row_changed_behind_the_portals_back_never_sends_its_password(
     add_sender(page, portal)
     database = tmp_path / "portal" / "instance" / "portal.db"
     with sqlite3.connect(database) as connection:
-        connection.execute("UPDATE smtp_senders SET server_name = '127.0.0.1', port = ?",
-                           (elsewhere.port,))
+        connection.execute("UPDATE smtp_senders SET server_name = ?, port = ?",
+                           (LOOPBACK, elsewhere.port))
     page.reload()
     unbound = ("The stored password belongs to other server settings. Edit the sender and "
                "re-enter the Password.")

@@ -1,0 +1,1 @@
+"""Tests of the example portal (example_app)."""

@@ -1,0 +1,1 @@
+"""Tests of the mail layer: building and sending messages."""

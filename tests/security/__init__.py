@@ -1,0 +1,1 @@
+"""The security cases (docs/security-cases.md) and the defences behind them."""

@@ -1,0 +1,225 @@
+"""Case G8: the transport's log is not a leak, whatever encoding a hostile server uses.
+
+A server that learnt the password (AUTH sends it) echoes it back in its replies in forms
+no scrubbing recognises: hex, spaced out, base64 split over two lines, reversed, as well
+as plainly in a 535. At WARNING and above only reply codes, enhanced status codes, the
+stage, the server's name and port and exception types may be logged; the server's text
+goes to DEBUG alone (scrubbed of the exact forms, as documented in
+docs/configuration.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socket
+import ssl
+
+import pytest
+
+from flask_smtp_senders import SenderSettings, get_service
+from flask_smtp_senders.errors import DeliveryError
+from flask_smtp_senders.sealed import Secret
+from flask_smtp_senders.smtp import transport
+from flask_smtp_senders.smtp.failures import describe
+from tests.support.cases import (
+    CASE_CONFIG,
+    HARNESS_LOGGERS,
+    RECIPIENT,
+    Host,
+    secret_forms,
+)
+from tests.support.smtp_servers import SERVER_NAME, RawTCPServer, server_context
+
+pytestmark = pytest.mark.sqlite_only
+
+PASSWORD = "G8-Leak-Pa55w0rd"
+USERNAME = "alice"
+_B64 = base64.b64encode(PASSWORD.encode()).decode()
+#: The password as the hostile server writes it; none may reach a WARNING record.
+ECHOES = {
+    "hex": PASSWORD.encode().hex(),
+    "spaced": " ".join(PASSWORD),
+    "base64, first half": _B64[:len(_B64) // 2],
+    "base64, second half": _B64[len(_B64) // 2:],
+    "reversed": PASSWORD[::-1],
+    "plain": PASSWORD,
+}
+FORBIDDEN = sorted({*ECHOES.values(), *secret_forms(PASSWORD, USERNAME)})
+
+
+def refusal(code: str, enhanced: str) -> bytes:
+    """A multi-line reply carrying every echo, the base64 split over two lines."""
+    return (f"{code}-{enhanced} hex {ECHOES['hex']}\r\n"
+            f"{code}-{enhanced} spaced {ECHOES['spaced']}\r\n"
+            f"{code}-{enhanced} b64 {ECHOES['base64, first half']}\r\n"
+            f"{code}-{ECHOES['base64, second half']}\r\n"
+            f"{code} {enhanced} {ECHOES['reversed']} or, plainly, {PASSWORD}\r\n").encode()
+
+
+#: Where the server refuses -> (its reply, the stage we fail at, the codes WARNING shows).
+REFUSALS = {
+    "greeting": (refusal("554", "5.3.2"), "connect", "554 5.3.2"),
+    "AUTH": (refusal("535", "5.7.8"), "auth", "535 5.7.8"),
+    "MAIL": (refusal("550", "5.7.1"), "sender", "550 5.7.1"),
+    "RCPT": (refusal("550", "5.1.1"), "recipient", "550"),  # all refused: the code alone
+    "body": (refusal("554", "5.6.0"), "data", "554 5.6.0"),
+}
+
+
+class EchoServer(RawTCPServer):
+    """Implicit-TLS SMTP that accepts everything but refuses at ``refuse_at`` with a reply
+    that echoes the password in many forms."""
+
+    def __init__(self, context: ssl.SSLContext, refuse_at: str) -> None:
+        super().__init__()
+        self.context = context
+        self.refuse_at = refuse_at
+        self.reply = REFUSALS[refuse_at][0]
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(5.0)
+            with self.context.wrap_socket(conn, server_side=True) as tls:
+                self._converse(tls)
+        except OSError:
+            pass
+
+    def _answer(self, step: str, ok: bytes) -> bytes:
+        return self.reply if step == self.refuse_at else ok
+
+    def _converse(self, tls: ssl.SSLSocket) -> None:
+        tls.sendall(self._answer("greeting", b"220 echo.test ESMTP\r\n"))
+        buffer, in_data = b"", False
+        while not self._stopping.is_set():
+            chunk = tls.recv(65536)
+            if not chunk:
+                return
+            buffer += chunk
+            if in_data:
+                if b"\r\n.\r\n" not in buffer:
+                    continue
+                buffer = buffer.split(b"\r\n.\r\n", 1)[1]
+                in_data = False
+                tls.sendall(self._answer("body", b"250 2.0.0 queued\r\n"))
+            while b"\r\n" in buffer and not in_data:
+                line, buffer = buffer.split(b"\r\n", 1)
+                verb = line.split(b" ", 1)[0].upper().decode("ascii", "replace")
+                if verb == "QUIT":
+                    tls.sendall(b"221 bye\r\n")
+                    return
+                if verb == "DATA":
+                    in_data = True
+                    buffer = b"\r\n" + buffer  # the terminator may follow at once
+                tls.sendall(self._answer(verb, {
+                    "EHLO": b"250-echo.test\r\n250 AUTH PLAIN LOGIN\r\n",
+                    "AUTH": b"235 2.7.0 Authenticated\r\n",
+                    "DATA": b"354 go ahead\r\n",
+                }.get(verb, b"250 2.0.0 ok\r\n")))
+
+
+def app_records(caplog, level: int) -> list[logging.LogRecord]:
+    return [r for r in caplog.records
+            if r.levelno >= level and not r.name.startswith(HARNESS_LOGGERS)]
+
+
+def text_of(records: list[logging.LogRecord]) -> str:
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    return "\n".join(formatter.format(record) for record in records)
+
+
+@pytest.fixture
+def host() -> Host:
+    return Host()
+
+
+@pytest.fixture
+def service(make_app, host):
+    app = make_app(plugins=[host], **CASE_CONFIG)
+    with app.app_context():
+        yield get_service(app)
+
+
+@pytest.mark.parametrize("refuse_at", sorted(REFUSALS))
+def test_warnings_carry_codes_never_the_servers_text(tls_material, caplog, refuse_at):
+    """Case G8, at the transport: connect() and send() against a server refusing at
+    ``refuse_at`` with the password in hex, spaced out, split base64, reversed and plain:
+    no WARNING+ record holds any of those forms, nor the password's exact forms; it does
+    hold the stage and the reply codes (e.g. ``535 5.7.8``). The server's text did reach
+    the DEBUG records (the echo is live; not for RCPT, whose refusal texts go to the
+    caller), scrubbed of the password's exact forms."""
+    caplog.set_level(logging.DEBUG)
+    reply, stage, codes = REFUSALS[refuse_at]
+    with EchoServer(server_context(tls_material.good), refuse_at) as server:
+        options = transport.TransportOptions(
+            ssl_context=tls_material.client_context(), operation_timeout=5.0, deadline=10.0,
+            ehlo_name="client.example.org",
+            messages={name: f"failed at {name}" for name in transport.STAGES},
+            resolver=lambda _name, _port: [server.host],
+            destination_allowed=lambda _name, _port, address: address == server.host)
+        with pytest.raises(DeliveryError) as failure:
+            with transport.connect(transport.ServerAddress(SERVER_NAME, server.port, USERNAME),
+                                   Secret(PASSWORD), options) as connection:
+                connection.send("noreply@example.com", [RECIPIENT],
+                                b"Subject: hi\r\n\r\nhello\r\n")
+
+    assert failure.value.stage == stage
+    warnings = text_of(app_records(caplog, logging.WARNING))
+    assert [form for form in FORBIDDEN if form in warnings] == []
+    assert f"SMTP exchange failed at stage {stage} for {SERVER_NAME}:{server.port}" in warnings
+    assert codes in warnings
+    debug = text_of(app_records(caplog, logging.DEBUG))
+    if refuse_at != "RCPT":  # (refused recipients' texts go to the caller, not the log)
+        assert ECHOES["reversed"] in debug and ECHOES["hex"] in debug  # server text: DEBUG
+    assert PASSWORD not in debug and _B64 not in debug  # ...scrubbed of the exact forms
+
+
+@pytest.mark.parametrize("refuse_at", sorted(REFUSALS))
+def test_send_test_email_and_check_log_no_echo_at_warning(service, host, tls_material, caplog,
+                                                          refuse_at):
+    """Case G8, through the service: Send Test Email and the connection check against the
+    same servers; no WARNING+ record of any logger of ours holds an echo or the password,
+    and the reply codes are there."""
+    caplog.set_level(logging.WARNING)
+    _reply, stage, codes = REFUSALS[refuse_at]
+    with EchoServer(server_context(tls_material.good), refuse_at) as server:
+        host.routes[SERVER_NAME] = [server.host]
+        sender = service.create_sender(SenderSettings(
+            username=USERNAME, server_name=SERVER_NAME, port=server.port,
+            from_address="noreply@example.com"), PASSWORD)
+        sent = service.send_test_email(sender.id, RECIPIENT)
+        checked = service.check_connection(sender.id, RECIPIENT)
+
+    assert (sent.ok, sent.stage) == (False, stage)
+    assert checked.ok is (refuse_at == "body")  # a check sends no DATA
+    warnings = text_of(app_records(caplog, logging.WARNING))
+    assert [form for form in FORBIDDEN if form in warnings] == []
+    assert codes in warnings
+
+
+def test_describe_names_types_and_codes_only():
+    """Case G8: describe() (the WARNING's summary) keeps the type, the reply code, an
+    enhanced code of the reply's class at the start of its text, an SSL reason code and
+    an errno name; nothing of any text."""
+    import errno
+    import smtplib
+
+    assert describe(smtplib.SMTPResponseException(
+        535, b"5.7.8 secret-text\n5.7.8 more")) == "SMTPResponseException 535 5.7.8"
+    assert describe(smtplib.SMTPResponseException(535, b"4.7.8 wrong class")) == (
+        "SMTPResponseException 535")
+    assert describe(smtplib.SMTPResponseException(550, b"5.1.1234 x")) == (
+        "SMTPResponseException 550")
+    assert describe(smtplib.SMTPSenderRefused(553, b"5.7.1 no", "a@b")) == (
+        "SMTPSenderRefused 553 5.7.1")
+    assert describe(smtplib.SMTPRecipientsRefused({"a@b": (550, b"x"), "c@d": (451, b"y")})
+                    ) == "SMTPRecipientsRefused 451 550"
+    assert describe(ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")) == (
+        "ConnectionRefusedError ECONNREFUSED")
+    assert describe(smtplib.SMTPServerDisconnected("text of the server")) == (
+        "SMTPServerDisconnected")
+    error = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    error.reason = "WRONG_VERSION_NUMBER"
+    assert describe(error) == "SSLError WRONG_VERSION_NUMBER"
+    error.reason = "server's words"
+    assert describe(error) == "SSLError"

@@ -1,0 +1,1 @@
+"""Tests of the services: sending, Celery, hooks, the extension and its state."""
