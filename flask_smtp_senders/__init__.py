@@ -24,6 +24,7 @@ from .errors import (
 )
 from .extension import SMTPSenders, get_service
 from .hooks import hookimpl
+from .sealed import AccessToken
 from .services.batch import SendResult
 from .services.probe import CheckResult, ProbeResult, TestEmailResult
 from .services.senders import SenderService
@@ -34,6 +35,7 @@ from .storage.sqlalchemy import SQLAlchemyStore
 from .validation import SenderSettings, validate_settings
 
 __all__ = [
+    "AccessToken",
     "AddressRules",
     "AuditFailed",
     "CheckResult",

@@ -72,7 +72,7 @@ class DeliveryError(SMTPSendersError):
     """
 
     def __init__(self, stage: str, user_message: str, *, code: int | None = None,
-                 delivery_unknown: bool = False) -> None:
+                 delivery_unknown: bool = False, token_refused: bool = False) -> None:
         self.stage = stage
         self.user_message = user_message
         #: The server's reply code when it answered with a refusal (4xx or 5xx).
@@ -80,6 +80,8 @@ class DeliveryError(SMTPSendersError):
         #: True when the connection failed after the message body was sent and before the
         #: server's answer: it may have been delivered, so it must not be sent again.
         self.delivery_unknown = delivery_unknown
+        #: True when AUTH refused an OAuth2 access token (535): a fresh token may pass.
+        self.token_refused = token_refused
         super().__init__(f"{stage}: {user_message}")
 
     @property

@@ -1,11 +1,12 @@
-"""Values that must not leak: a password in memory (:class:`Secret`) and its stored token
+"""Values that must not leak: a password in memory (:class:`Secret`), an OAuth2 access
+token in memory (:class:`AccessToken`) and a stored password's token
 (:class:`EncryptedPassword`).
 
 Why apart from the cipher (:mod:`flask_smtp_senders.crypto`): the SMTP exchange, the
 store and the services carry these values without encrypting anything. Sealed, a value
 shows a placeholder in repr and str (so logs and tracebacks never hold it) and refuses
-pickling (so it never lands in a cache or a task queue); only :meth:`Secret.reveal`
-hands the plaintext over.
+pickling (so it never lands in a cache or a task queue); only ``reveal()`` hands the
+plaintext over.
 """
 
 from __future__ import annotations
@@ -49,6 +50,23 @@ class Secret(_Sealed):
 
     def reveal(self) -> str:
         return str(self._sealed)
+
+
+class AccessToken(_Sealed):
+    """An OAuth2 access token in memory (XOAUTH2, OAUTHBEARER): a bearer credential, as
+    good as a password while it lasts, so sealed like one. A distinct type so that the
+    SMTP exchange knows which mechanisms the credential is for."""
+
+    __slots__ = ()
+    _shown = "AccessToken('**********')"
+    _what = "an AccessToken"
+
+    def reveal(self) -> str:
+        return str(self._sealed)
+
+
+#: What signs in to an SMTP server: a password or an OAuth2 access token.
+Credential = Secret | AccessToken
 
 
 class EncryptedPassword(_Sealed):

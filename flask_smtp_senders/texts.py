@@ -239,6 +239,17 @@ TEXTS: dict[str, str] = {
         "The server offers no sign-in method we support (PLAIN, LOGIN, CRAM-MD5). It "
         "offered: {mechanisms}."
     ),
+    #: The credential is an OAuth2 access token; the server offers no mechanism for one.
+    "SMTP_SENDERS_ADVICE_AUTH_NO_OAUTH": (
+        "The server offers no OAuth2 sign-in method (XOAUTH2, OAUTHBEARER), so it cannot "
+        "take an access token. It offered: {mechanisms}."
+    ),
+    #: AUTH answered 535 to an OAuth2 access token.
+    "SMTP_SENDERS_ADVICE_AUTH_TOKEN_REFUSED": (
+        "The server refused the access token: it may have expired or been revoked, lack "
+        "the permission to send mail by SMTP, or belong to another account than the "
+        "Username."
+    ),
     #: MAIL FROM refused (5xx).
     "SMTP_SENDERS_ADVICE_SENDER_REFUSED": (
         "The server refused the From Address. Many servers accept only the account's own "

@@ -14,6 +14,7 @@ import smtplib
 from collections.abc import Mapping
 from typing import Any
 
+from .auth import NoCommonMechanism, OAuthNotOffered, TokenRejected
 from .facts import (
     TLS_EXPIRED,
     TLS_NO_STARTTLS,
@@ -34,6 +35,7 @@ ADVICE_NAMES = frozenset({
     "connect_failed", "expects_starttls", "expects_tls", "starttls_not_offered",
     "starttls_refused", "tls_untrusted", "tls_wrong_name", "tls_expired", "tls_handshake",
     "auth_not_offered", "auth_refused", "auth_failed", "auth_no_common_method",
+    "auth_no_oauth", "auth_token_refused",
     "sender_refused", "recipient_refused", "data_refused", "temporary", "disconnected",
     "timeout",
 })
@@ -82,6 +84,12 @@ def _tls_advice(problem: str, starttls_port: bool, no_smtp_greeting: bool) -> st
 def _auth_advice(exc: BaseException) -> str:
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return "auth_not_offered"
+    if isinstance(exc, OAuthNotOffered):  # an access token, and no mechanism to take it
+        return "auth_no_oauth"
+    if isinstance(exc, NoCommonMechanism):  # an OSError, as every SMTPException
+        return "auth_no_common_method"
+    if isinstance(exc, TokenRejected):
+        return "auth_token_refused"
     if isinstance(exc, smtplib.SMTPResponseException):
         return "auth_refused" if exc.smtp_code == 535 else "auth_failed"
     if isinstance(exc, OSError):  # SMTPServerDisconnected is one too

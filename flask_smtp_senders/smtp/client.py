@@ -16,8 +16,20 @@ import ssl
 import sys
 
 from ..domain import Security
-from .auth import MAX_CHALLENGES, answer, auth_command, check_final_reply, mechanisms_to_try
+from ..sealed import AccessToken, Credential
+from .auth import (
+    MAX_CHALLENGES,
+    OAUTH_PREFERENCE,
+    NoCommonMechanism,
+    OAuthNotOffered,
+    answer,
+    auth_command,
+    check_final_reply,
+    mechanisms_to_try,
+    token_error_status,
+)
 from .deadline import Deadline
+from .facts import token_problem
 from .options import TransportOptions
 from .replies import ReplyReader, ReplyTooLarge
 from .trace import NO_TRACE, Trace
@@ -31,6 +43,8 @@ class SMTPClient(smtplib.SMTP):
                  deadline: Deadline, trace: Trace = NO_TRACE) -> None:
         super().__init__(local_hostname=options.ehlo_name, timeout=options.operation_timeout)
         self._host = server_name  # what TLS verifies, whatever address we connect to
+        #: The port connected to (OAUTHBEARER names it).
+        self.server_port = 0
         self.security = security
         self.options = options
         self.deadline = deadline
@@ -46,6 +60,7 @@ class SMTPClient(smtplib.SMTP):
         if source_address:
             self.source_address = source_address
         sys.audit("smtplib.connect", self, host, port)
+        self.server_port = port
         self.sock = self._get_socket(host, port, self.timeout)
         self.file = None
         with self.trace.stage("ehlo"):
@@ -119,31 +134,39 @@ class SMTPClient(smtplib.SMTP):
                 self.deadline.tripped = True
             raise
 
-    def sign_in(self, username: str, password: str) -> None:
-        """One AUTH exchange with the mechanism we prefer among those offered
-        (:mod:`flask_smtp_senders.smtp.auth`); only a 504 (mechanism not recognised)
-        moves on to the next mechanism. Keeps neither the username nor the password."""
+    def sign_in(self, username: str, credential: Credential) -> None:
+        """One AUTH exchange with the mechanism we prefer among those offered for the
+        credential (a password's, or an access token's:
+        :mod:`flask_smtp_senders.smtp.auth`); only a 504 (mechanism not recognised) moves
+        on to the next mechanism. Keeps neither the username nor the credential."""
+        token = isinstance(credential, AccessToken)
         if not self.has_extn("auth"):
             raise smtplib.SMTPNotSupportedError("the server does not offer AUTH")
-        mechanisms = mechanisms_to_try(self.esmtp_features["auth"])
+        mechanisms = mechanisms_to_try(self.esmtp_features["auth"], token=token)
         if not mechanisms:
-            raise smtplib.SMTPException("no AUTH mechanism we support is offered")
+            if token:
+                raise OAuthNotOffered("neither XOAUTH2 nor OAUTHBEARER is offered")
+            raise NoCommonMechanism("no AUTH mechanism we support is offered")
         for mechanism in mechanisms:
-            code, reply = self._auth_exchange(mechanism, username, password)
+            code, reply = self._auth_exchange(mechanism, username, credential.reveal())
             if code != 504:
                 break
         self.trace.fact("Reply code", str(int(code)))
-        check_final_reply(code, reply)
+        check_final_reply(code, reply, token=token)
 
     def _auth_exchange(self, mechanism: str, username: str,
-                       password: str) -> tuple[int, bytes]:
+                       secret: str) -> tuple[int, bytes]:
         """AUTH with ``mechanism`` and its 334 rounds; the final reply."""
         self.trace.fact("Mechanism", mechanism)  # one of ours, never the server's text
-        code, reply = self.docmd("AUTH", auth_command(mechanism, username, password))
+        code, reply = self.docmd("AUTH", auth_command(mechanism, username, secret,
+                                                      host=self._host,
+                                                      port=self.server_port))
         challenges = 0
         while code == 334:
             challenges += 1
-            response = (answer(mechanism, challenges, reply, username, password)
+            if mechanism in OAUTH_PREFERENCE and challenges == 1:  # the error challenge
+                self.trace.fact("Problem", token_problem(token_error_status(reply)))
+            response = (answer(mechanism, challenges, reply, username, secret)
                         if challenges <= MAX_CHALLENGES else None)
             if response is None:  # a challenge more than the mechanism has: a failure
                 raise smtplib.SMTPAuthenticationError(code, reply)

@@ -4,7 +4,7 @@ Why apart: what may reach a page is deliberately narrow, and this is the one pla
 decides it. Counts, the address we connected to, our own TLS library's protocol and
 cipher names, a certificate's host name and dates, reply codes as numbers, EHLO keywords
 filtered to plain tokens, and our own names for what went wrong (:func:`tls_problem`).
-Never a server's reply text, never the username or password in any form.
+Never a server's reply text, never the username, password or access token in any form.
 
 :class:`~flask_smtp_senders.smtp.trace.Trace` records these; the advice
 (:mod:`flask_smtp_senders.smtp.advice`) is picked from the same classification. This module
@@ -129,6 +129,13 @@ def certificate_facts(cert: Mapping[str, Any]) -> list[tuple[str, str]]:
     if issuer is not None and _CA_NAME.fullmatch(issuer):
         facts.append(("Issued by", issuer))
     return facts
+
+
+def token_problem(status: str | None) -> str:
+    """The auth stage's fact when the server answers an access token with an OAuth error
+    challenge: its status (three digits, as
+    :func:`~flask_smtp_senders.smtp.auth.token_error_status` keeps it), if it gave one."""
+    return f"token refused: {status}" if status else "token refused"
 
 
 def refused_greeting(exc: BaseException) -> int | None:

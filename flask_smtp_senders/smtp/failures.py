@@ -20,7 +20,8 @@ import ssl
 
 from ..domain import ServerAddress
 from ..errors import DeliveryError
-from ..sealed import Secret
+from ..sealed import Credential
+from .auth import TokenRejected
 from .client import SMTPClient
 from .scrubbing import Scrubber, scrub
 
@@ -30,8 +31,9 @@ log = logging.getLogger("flask_smtp_senders.transport")
 
 
 def classify_failure(smtp: SMTPClient, stage: str, exc: BaseException,
-                     server: ServerAddress, secret: Secret | Scrubber) -> DeliveryError:
-    """Log what happened, tell the trace, and return the fixed failure for the stage.
+                     server: ServerAddress, secret: Credential | Scrubber) -> DeliveryError:
+    """Log what happened, tell the trace, and return the fixed failure for the stage
+    (``token_refused`` when the server refused an access token with a 535).
 
     WARNING gets the stage, the server and :func:`describe`'s summary (the exception's
     type and reply codes), never server text: a hostile server can echo the password in
@@ -49,8 +51,11 @@ def classify_failure(smtp: SMTPClient, stage: str, exc: BaseException,
         log.debug("SMTP %s failed at stage %s for %s:%s: %s", "exchange", stage,
                   server.server_name, server.port,
                   secret.scrub(details) if isinstance(secret, Scrubber)
-                  else scrub(details, server.username, secret))
-    return smtp.options.fail(stage)
+                  else scrub(details, server.username, secret, host=server.server_name,
+                             port=server.port))
+    failure = smtp.options.fail(stage)
+    failure.token_refused = isinstance(exc, TokenRejected) and not timed_out
+    return failure
 
 
 # An enhanced status code (RFC 3463) opening a reply: class.subject.detail.

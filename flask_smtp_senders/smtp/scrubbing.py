@@ -1,6 +1,6 @@
-"""Keeping the password out of the transport's DEBUG log: :func:`scrub` removes it, and
-the base64 forms AUTH sends, from a text; a :class:`Scrubber` does the same without
-keeping the password.
+"""Keeping the credential out of the transport's DEBUG log: :func:`scrub` removes the
+password or access token, and the base64 forms AUTH sends, from a text; a
+:class:`Scrubber` does the same without keeping the credential.
 
 Why: DEBUG carries the server's replies and exception texts, which a hostile server can
 make echo what we sent. (WARNING never carries them: see
@@ -13,31 +13,59 @@ import base64
 import hashlib
 import secrets
 
-from ..sealed import Secret
+from ..sealed import AccessToken, Credential
+from .auth import b64, oauthbearer_response, xoauth2_response
+
+#: A stretch of base64 shorter than this is never scrubbed as a token's (too common).
+_MIN_CORE = 8
 
 
-def _secret_forms(username: str, password: str) -> list[str]:
-    """The password as a log text could carry it: as is, and the base64 AUTH sends."""
-    forms = {
-        password,
-        base64.b64encode(password.encode()).decode(),
-        base64.b64encode(f"\0{username}\0{password}".encode()).decode(),
-    }
+def _password_forms(username: str, password: str) -> set[str]:
+    """The password as is, and the base64 PLAIN and LOGIN send."""
+    return {password, b64(password), b64(f"\0{username}\0{password}")}
+
+
+def _base64_cores(text: str) -> set[str]:
+    """What base64 of any bytes holding ``text`` holds whatever stands around it: for
+    each of the three alignments, the 4-character groups made of ``text``'s bytes alone."""
+    data = text.encode("utf-8")
+    cores = set()
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + data).decode("ascii")
+        core = encoded[4 if shift else 0:(shift + len(data)) // 3 * 4]
+        if len(core) >= _MIN_CORE:
+            cores.add(core)
+    return cores
+
+
+def _token_forms(username: str, token: str, host: str, port: int) -> set[str]:
+    """The token as is, the initial responses XOAUTH2 and OAUTHBEARER send, and any base64
+    carrying it (so a server's echo of a part of one is scrubbed too)."""
+    return {token, b64(token), xoauth2_response(username, token),
+            oauthbearer_response(username, token, host, port), *_base64_cores(token)}
+
+
+def _secret_forms(username: str, secret: Credential, host: str, port: int) -> list[str]:
+    """The credential as a log text could carry it, longest first; none when empty."""
+    value = secret.reveal()
+    if not value:
+        return []
+    forms = (_token_forms(username, value, host, port) if isinstance(secret, AccessToken)
+             else _password_forms(username, value))
     return sorted(forms, key=len, reverse=True)
 
 
-def scrub(text: str, username: str, secret: Secret) -> str:
-    """Remove the password, and the base64 forms AUTH would carry, from a log text."""
-    password = secret.reveal()
-    if not password:
-        return text
-    for form in _secret_forms(username, password):
+def scrub(text: str, username: str, secret: Credential, *, host: str = "",
+          port: int = 0) -> str:
+    """Remove the password or access token, and the base64 forms AUTH would carry, from a
+    log text. ``host`` and ``port`` are the server's (OAUTHBEARER's initial response)."""
+    for form in _secret_forms(username, secret, host, port):
         text = text.replace(form, "**********")
     return text
 
 
 class Scrubber:
-    """:func:`scrub` without the password: what a pooled connection keeps for its DEBUG
+    """:func:`scrub` without the credential: what a pooled connection keeps for its DEBUG
     log, so that the plaintext is needed only to sign in.
 
     Holds the length and a keyed BLAKE2b digest (a random key of its own) of each form
@@ -48,11 +76,11 @@ class Scrubber:
 
     __slots__ = ("_forms", "_key")
 
-    def __init__(self, username: str, secret: Secret) -> None:
+    def __init__(self, username: str, secret: Credential, *, host: str = "",
+                 port: int = 0) -> None:
         self._key = secrets.token_bytes(32)
-        password = secret.reveal()
-        forms = _secret_forms(username, password) if password else []
-        self._forms = tuple((len(form), self._digest(form)) for form in forms)
+        self._forms = tuple((len(form), self._digest(form))
+                            for form in _secret_forms(username, secret, host, port))
 
     def _digest(self, text: str) -> bytes:
         return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), key=self._key,

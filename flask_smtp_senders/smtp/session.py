@@ -1,6 +1,7 @@
 """Opening an SMTP session with the administrator's server, safely: resolve the Server
 Name, check every address against the destination policy, connect, secure (SMTPS, or
-STARTTLS, mandatory on its ports), EHLO and authenticate, all within one deadline.
+STARTTLS, mandatory on its ports), EHLO and authenticate with a password or an OAuth2
+access token, all within one deadline.
 
 Why apart from what is sent over the session (:mod:`flask_smtp_senders.smtp.transactions`):
 what it takes to reach an authenticated session is read on its own. The port rule is
@@ -19,7 +20,8 @@ import ssl
 
 from ..destinations import is_metadata_name
 from ..domain import Security, ServerAddress, security_for_port
-from ..sealed import Secret
+from ..sealed import AccessToken, Credential
+from .auth import check_bearer
 from .client import SMTPClient
 from .deadline import Deadline
 from .failures import classify_failure, log
@@ -28,11 +30,15 @@ from .replies import ReplyTooLarge
 from .trace import Trace
 
 
-def open_session(server: ServerAddress, secret: Secret, options: TransportOptions,
+def open_session(server: ServerAddress, secret: Credential, options: TransportOptions,
                  deadline: Deadline, trace: Trace) -> SMTPClient:
     """Resolve, connect, secure (SMTPS or mandatory STARTTLS), EHLO and authenticate, for
     :func:`flask_smtp_senders.smtp.transport.connect`; ``trace`` records the stages and why it
-    failed (a DeliveryError for the stage)."""
+    failed (a DeliveryError for the stage). An access token that is not an RFC 6750 bearer
+    token (or a username with a control character beside one) raises ValueError before
+    anything else: it is the caller's mistake, not the server's."""
+    if isinstance(secret, AccessToken):
+        check_bearer(server.username, secret.reveal())
     security = security_for_port(server.port)
     trace.begin(server.port, starttls_port=security is Security.STARTTLS)
     smtp = SMTPClient(server.server_name, security, options, deadline, trace)
@@ -92,13 +98,13 @@ def _ehlo_and_secure(smtp: SMTPClient) -> None:
         trace.ehlo(smtp.esmtp_features, before_starttls=False)
 
 
-def _authenticate(smtp: SMTPClient, username: str, secret: Secret) -> None:
+def _authenticate(smtp: SMTPClient, username: str, secret: Credential) -> None:
     smtp.stage = "auth"
     if not smtp.encrypted:  # belt and braces: credentials never cross in clear
         smtp.stage = "tls"
         raise smtplib.SMTPNotSupportedError("refusing to authenticate in clear")
     with smtp.trace.stage("auth"):
-        smtp.sign_in(username, secret.reveal())
+        smtp.sign_in(username, secret)
 
 
 def _destination_allowed(options: TransportOptions, server: ServerAddress,

@@ -45,7 +45,7 @@ from ..domain import (
     needs_smtputf8,
     security_for_port,
 )
-from ..sealed import Secret
+from ..sealed import Credential
 from .auth import CredentialsRejected
 from .client import SMTPClient
 from .deadline import Deadline
@@ -90,18 +90,20 @@ class Connection:
 
     It owns the session and a
     :class:`~flask_smtp_senders.smtp.transactions.MailTransactions` over it, which does
-    the transactions' bookkeeping. It keeps no password: the session signed in before it
-    was made, and for scrubbing its DEBUG log it keeps a
+    the transactions' bookkeeping. It keeps no credential: the session signed in before
+    it was made, and for scrubbing its DEBUG log it keeps a
     :class:`~flask_smtp_senders.smtp.scrubbing.Scrubber` (keyed digests) made from
-    ``secret``, not the :class:`Secret` itself. ``reserved``: the deadline the connect
-    began under, which the first message's exchange keeps."""
+    ``secret`` (a password or an access token), not the credential itself. ``reserved``:
+    the deadline the connect began under, which the first message's exchange keeps."""
 
     def __init__(self, smtp: SMTPClient, server: ServerAddress,
-                 secret: Secret | Scrubber, *, reserved: Deadline | None = None) -> None:
+                 secret: Credential | Scrubber, *,
+                 reserved: Deadline | None = None) -> None:
         self._smtp = smtp
         self.server = server
         scrubber = (secret if isinstance(secret, Scrubber)
-                    else Scrubber(server.username, secret))
+                    else Scrubber(server.username, secret, host=server.server_name,
+                                  port=server.port))
         self._mail = MailTransactions(smtp, server, scrubber, reserved)
 
     @property
@@ -267,9 +269,12 @@ class Connection:
         self.close()
 
 
-def connect(server: ServerAddress, secret: Secret, options: TransportOptions,
+def connect(server: ServerAddress, secret: Credential, options: TransportOptions,
             deadline: Deadline | None = None, trace: Trace | None = None) -> Connection:
-    """Resolve, connect, secure (SMTPS or mandatory STARTTLS), EHLO and authenticate.
+    """Resolve, connect, secure (SMTPS or mandatory STARTTLS), EHLO and authenticate with
+    ``secret``: a :class:`~flask_smtp_senders.sealed.Secret` (a password: CRAM-MD5, PLAIN
+    or LOGIN) or an :class:`~flask_smtp_senders.sealed.AccessToken` (XOAUTH2, else
+    OAUTHBEARER), never one through the other's mechanisms.
 
     ``trace`` records the stages of this call (resolve, connect, tls, ehlo, auth) and why
     it failed; the connection does not keep it.

@@ -5,12 +5,14 @@ no scrubbing recognises: hex, spaced out, base64 split over two lines, reversed,
 as plainly in a 535. At WARNING and above only reply codes, enhanced status codes, the
 stage, the server's name and port and exception types may be logged; the server's text
 goes to DEBUG alone (scrubbed of the exact forms, as documented in
-docs/configuration.md).
+docs/configuration.md). The same holds for an OAuth2 access token, which a server learns
+from XOAUTH2 or OAUTHBEARER and can echo in its 535 or in error challenges.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import socket
 import ssl
@@ -19,7 +21,7 @@ import pytest
 
 from flask_smtp_senders import SenderSettings, get_service
 from flask_smtp_senders.errors import DeliveryError
-from flask_smtp_senders.sealed import Secret
+from flask_smtp_senders.sealed import AccessToken, Secret
 from flask_smtp_senders.smtp import transport
 from flask_smtp_senders.smtp.failures import describe
 from tests.support.cases import (
@@ -118,6 +120,16 @@ class EchoServer(RawTCPServer):
                 }.get(verb, b"250 2.0.0 ok\r\n")))
 
 
+def echo_options(server: RawTCPServer, tls_material) -> transport.TransportOptions:
+    """The transport's options for a test that connects to ``server`` (and nowhere else)."""
+    return transport.TransportOptions(
+        ssl_context=tls_material.client_context(), operation_timeout=5.0, deadline=10.0,
+        ehlo_name="client.example.org",
+        messages={name: f"failed at {name}" for name in transport.STAGES},
+        resolver=lambda _name, _port: [server.host],
+        destination_allowed=lambda _name, _port, address: address == server.host)
+
+
 def app_records(caplog, level: int) -> list[logging.LogRecord]:
     return [r for r in caplog.records
             if r.levelno >= level and not r.name.startswith(HARNESS_LOGGERS)]
@@ -151,12 +163,7 @@ def test_warnings_carry_codes_never_the_servers_text(tls_material, caplog, refus
     caplog.set_level(logging.DEBUG)
     reply, stage, codes = REFUSALS[refuse_at]
     with EchoServer(server_context(tls_material.good), refuse_at) as server:
-        options = transport.TransportOptions(
-            ssl_context=tls_material.client_context(), operation_timeout=5.0, deadline=10.0,
-            ehlo_name="client.example.org",
-            messages={name: f"failed at {name}" for name in transport.STAGES},
-            resolver=lambda _name, _port: [server.host],
-            destination_allowed=lambda _name, _port, address: address == server.host)
+        options = echo_options(server, tls_material)
         with pytest.raises(DeliveryError) as failure:
             with transport.connect(transport.ServerAddress(SERVER_NAME, server.port, USERNAME),
                                    Secret(PASSWORD), options) as connection:
@@ -223,3 +230,88 @@ def test_describe_names_types_and_codes_only():
     assert describe(error) == "SSLError WRONG_VERSION_NUMBER"
     error.reason = "server's words"
     assert describe(error) == "SSLError"
+
+
+# -- an OAuth2 access token -----------------------------------------------------------
+
+TOKEN = "ya29.G8-Leak-Token_0123456789abcdefghijklmnopqrstuvwxyz"
+_TOKEN_B64 = base64.b64encode(TOKEN.encode()).decode()
+
+
+def base64_carrying_token() -> list[str]:
+    """The stretches any base64 holding the token contains, at each of the 3 alignments
+    (the groups made of the token's bytes alone)."""
+    return [base64.b64encode(b"\0" * shift + TOKEN.encode()).decode()[4:-4]
+            for shift in range(3)]
+
+
+class TokenEchoServer(EchoServer):
+    """Implicit-TLS SMTP offering XOAUTH2 and OAUTHBEARER that refuses the token and echoes
+    it. ``"refusal"``: a 535 quoting the client's initial response, its decoded text, and
+    the token in hex, base64 (aligned and shifted) and plainly. ``"challenge"``: error
+    challenges (334, base64 JSON quoting the decoded initial response and the token), one
+    after every line the client sends, until it gives up."""
+
+    def __init__(self, context: ssl.SSLContext, mode: str, mechanisms: bytes) -> None:
+        super().__init__(context, "AUTH")
+        self.mode = mode
+        self.mechanisms = mechanisms
+
+    def _converse(self, tls: ssl.SSLSocket) -> None:
+        tls.sendall(b"220 echo.test ESMTP\r\n")
+        initial = b""  # the client's initial response, once it sent AUTH
+        for line in tls.makefile("rb"):
+            verb = line.split(b" ", 1)[0].strip().upper()
+            if verb == b"QUIT":
+                tls.sendall(b"221 bye\r\n")
+                return
+            if verb == b"EHLO":
+                tls.sendall(b"250-echo.test\r\n250 AUTH " + self.mechanisms + b"\r\n")
+                continue
+            if verb != b"AUTH" and not initial:
+                tls.sendall(b"250 2.0.0 ok\r\n")
+                continue
+            initial = line.split()[-1] if verb == b"AUTH" else initial
+            decoded = base64.b64decode(initial).decode()
+            if self.mode == "refusal":
+                tls.sendall(self.refusal(initial, decoded))
+                continue
+            challenge = json.dumps({"status": "401", "echo": decoded, "token": TOKEN})
+            tls.sendall(b"334 " + base64.b64encode(challenge.encode()) + b"\r\n")
+
+    @staticmethod
+    def refusal(initial: bytes, decoded: str) -> bytes:
+        shifted = base64.b64encode(b"xy" + TOKEN.encode())
+        return (b"535-5.7.8 initial " + initial + b"\r\n"
+                + f"535-5.7.8 decoded {decoded}\r\n".encode()
+                + f"535-5.7.8 hex {TOKEN.encode().hex()}\r\n".encode()
+                + f"535-5.7.8 b64 {_TOKEN_B64} shifted ".encode() + shifted + b"\r\n"
+                + f"535 5.7.8 plainly {TOKEN}\r\n".encode())
+
+
+@pytest.mark.parametrize("mechanism", ["XOAUTH2", "OAUTHBEARER"])
+@pytest.mark.parametrize("mode", ["refusal", "challenge"])
+def test_an_echoed_access_token_stays_out_of_the_log(tls_material, caplog, mechanism, mode):
+    """Case G8, with an access token: a server echoing the token (plain, hex, base64 at any
+    alignment, the whole initial response, decoded or not) in a 535 or in error challenges
+    that never end. WARNING carries the stage and codes only; DEBUG carries the server's
+    text (the echo is live) with the token and every base64 stretch that holds it
+    scrubbed out."""
+    caplog.set_level(logging.DEBUG)
+    with TokenEchoServer(server_context(tls_material.good), mode,
+                         mechanism.encode()) as server:
+        options = echo_options(server, tls_material)
+        with pytest.raises(DeliveryError) as failure:
+            transport.connect(transport.ServerAddress(SERVER_NAME, server.port, USERNAME),
+                              AccessToken(TOKEN), options)
+
+    assert failure.value.stage == "auth"
+    assert failure.value.token_refused is (mode == "refusal")
+    forbidden = [TOKEN, _TOKEN_B64, TOKEN.encode().hex(), *base64_carrying_token()]
+    warnings = text_of(app_records(caplog, logging.WARNING))
+    assert [form for form in forbidden if form in warnings] == []
+    assert ("535 5.7.8" if mode == "refusal" else "SMTPAuthenticationError 334") in warnings
+    debug = text_of(app_records(caplog, logging.DEBUG))
+    echo = TOKEN.encode().hex() if mode == "refusal" else "eyJzdGF0dXMiOiAiNDAxIiwg"
+    assert echo in debug  # the server's text reached DEBUG...
+    assert [form for form in forbidden[:2] + forbidden[3:] if form in debug] == []

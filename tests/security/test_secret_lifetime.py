@@ -6,11 +6,13 @@ with :meth:`SMTPClient.sign_in`, which keeps nothing, and the Connection keeps a
 random key and keyed digests) for its DEBUG log instead of the Secret. These tests walk
 everything reachable from a connection through attributes, slots, containers, closures
 and bound methods (not through classes, modules or a function's globals: those are code)
-and look for the password and the forms AUTH puts on the wire.
+and look for the password and the forms AUTH puts on the wire. The same holds for an
+OAuth2 access token and the XOAUTH2 and OAUTHBEARER initial responses that carry it.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
 import types
 from email.message import EmailMessage
@@ -18,7 +20,7 @@ from email.message import EmailMessage
 import pytest
 
 from flask_smtp_senders import SenderSettings, get_service
-from flask_smtp_senders.sealed import Secret
+from flask_smtp_senders.sealed import AccessToken, Secret
 from flask_smtp_senders.smtp import transport
 from flask_smtp_senders.smtp.scrubbing import Scrubber, scrub
 from tests.support.cases import CASE_CONFIG, RECIPIENT, Host, secret_forms
@@ -172,3 +174,55 @@ def test_pooled_connections_hold_no_password(service, scripted_server):
     assert pool.idle_count() == 1 and len(server.messages) == 1
     pooled = [connection for stack in pool._idle.values() for connection, _since in stack]
     assert [holders(connection) for connection in pooled] == [[]]
+
+
+TOKEN = "ya29.G11-Pooled-Token_0123456789abcdefghijklmnop"
+
+
+def token_needles(port: int) -> list[str]:
+    """The token, its base64, and the initial responses XOAUTH2 and OAUTHBEARER send."""
+    b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
+    return [TOKEN, b64(TOKEN), b64(f"user={USERNAME}\x01auth=Bearer {TOKEN}\x01\x01"),
+            b64(f"n,a={USERNAME},\x01host={SERVER_NAME}\x01port={port}"
+                f"\x01auth=Bearer {TOKEN}\x01\x01")]
+
+
+@pytest.mark.parametrize("mechanism", ["XOAUTH2", "OAUTHBEARER"])
+def test_a_connection_holds_no_access_token_after_auth_and_sends(scripted_server,
+                                                                 tls_material, mechanism):
+    """Case G11, with an access token: after connect() (AUTH with ``mechanism``) and two
+    sends, nothing reachable from the Connection holds the token or the base64 forms
+    that carry it; the walk does find it in the AccessToken itself (the control)."""
+    server: ScriptedServer = scripted_server(auth=[mechanism], tokens={USERNAME: TOKEN})
+    needles = token_needles(server.port)
+    assert holders({"t": AccessToken(TOKEN)}, needles) == ["connection['t']._sealed"]
+    options = options_for(server.host, tls_material)
+    connection = transport.connect(transport.ServerAddress(SERVER_NAME, server.port, USERNAME),
+                                   AccessToken(TOKEN), options)
+    try:
+        for _ in range(2):
+            assert connection.send(Item.from_addr, Item.recipients, Item.data) == {}
+        assert connection.usable and len(server.messages) == 2
+        assert server.auth_lines[0].split()[1].decode() == mechanism
+        assert holders(connection, needles) == []
+    finally:
+        connection.close()
+
+
+def test_the_scrubber_removes_what_scrub_removes_for_an_access_token():
+    """Case G11, with an access token: the digest Scrubber scrubs the token's forms as
+    scrub() does, the initial responses whole and base64 carrying the token at any
+    alignment too, and holds none of them."""
+    token = AccessToken(TOKEN)
+    needles = token_needles(465)
+    shifted = [base64.b64encode(b"\0" * n + TOKEN.encode()).decode() for n in (1, 2)]
+    text = " | ".join(["535 5.7.8", *needles, *shifted, "end"])
+    scrubber = Scrubber(USERNAME, token, host=SERVER_NAME, port=465)
+
+    scrubbed = scrubber.scrub(text)
+
+    assert scrubbed == scrub(text, USERNAME, token, host=SERVER_NAME, port=465)
+    assert scrubbed.startswith("535 5.7.8 | ") and scrubbed.endswith(" | end")
+    assert [n for n in [*needles, *shifted] if n in scrubbed] == []
+    assert [core for core in (s[4:-4] for s in shifted) if core in scrubbed] == []
+    assert holders(scrubber, needles) == [] and TOKEN not in repr(scrubber)

@@ -127,3 +127,33 @@ def test_starttls_server_sits_on_2525_and_delays_replies(scripted_server, tls_ma
     smtp.ehlo()
     assert time.monotonic() - started >= 0.3
     smtp.close()
+
+
+def test_oauth_mechanisms_check_the_token_and_send_the_error_challenge(scripted_server,
+                                                                       tls_material):
+    """XOAUTH2 and OAUTHBEARER as Google answers them: 235 for a token of the table, a
+    malformed initial response 501, a refused token the error challenge (its answer read
+    and kept) then 535; an AUTH line of RFC 4954's 12,288 octets is read whole."""
+    long_token = "t" * 9000
+    server = scripted_server(auth=("XOAUTH2", "OAUTHBEARER"), error_challenges=1,
+                             tokens={"alice": "good.token", "b,=ob": long_token})
+    smtp = client(server, tls_material)
+    smtp.ehlo()
+    assert smtp.esmtp_features["auth"].split() == ["XOAUTH2", "OAUTHBEARER"]
+    assert smtp.docmd("AUTH", "XOAUTH2 " + b64("user=alice\1auth=Bearer x\1").decode()
+                      )[0] == 501
+    code, challenge = smtp.docmd("AUTH", "XOAUTH2 " + b64(
+        "user=alice\1auth=Bearer bad.token\1\1").decode())
+    assert code == 334
+    assert base64.b64decode(challenge) == (
+        b'{"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"}')
+    assert smtp.docmd("")[0] == 535
+    assert smtp.docmd("AUTH", "OAUTHBEARER " + b64(
+        f"n,a=b=2C=3Dob,\1host=mx\1port=465\1auth=Bearer {long_token}\1\1").decode()
+    )[0] == 235
+    smtp.quit()
+
+    assert server.error_answers == [b""]
+    assert server.auth_lines[2:] == [b"\r\n", b"AUTH OAUTHBEARER " + b64(
+        f"n,a=b=2C=3Dob,\1host=mx\1port=465\1auth=Bearer {long_token}\1\1") + b"\r\n"]
+    assert len(server.auth_lines[-1]) > 12000

@@ -3,7 +3,8 @@
 - loopback: the loopback address of the run (SMTP_SENDERS_TEST_LOOPBACK), where every test
   server listens, and the fallback addresses for fixed ports.
 - smtp_servers, scripted_smtp: the real SMTP and TCP servers on loopback, as fixtures
-  (tests/conftest.py loads both as pytest plugins).
+  (tests/conftest.py loads both as pytest plugins); oauth_smtp: the ScriptedServer's
+  XOAUTH2 and OAUTHBEARER.
 - hosts, cases: host plugins and the helpers of the security-case tests.
 - pages: reading and posting Settings > Senders pages through Flask's test client.
 - databases: the SQLite and PostgreSQL databases of the ``database`` fixture, locked tables.

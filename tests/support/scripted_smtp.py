@@ -5,10 +5,11 @@ mechanism, the user, the envelope), which is enough to prove what was delivered 
 how the client said it. Wire-level rules (which AUTH mechanism and which base64 on each
 line, exactly one AUTH exchange, nothing but QUIT after a refused greeting, which MAIL
 FROM parameters) can only be checked on the bytes themselves, and need servers that
-misbehave in controlled ways: a 554 or 421 greeting, a chosen subset of mechanisms,
-EHLO keywords taken away, a slow reply. ScriptedServer is aiosmtpd underneath (a real
-protocol implementation, not a mock) with those knobs, and it records every line the
-client sent, raw and after TLS decryption, before the reply to it goes out.
+misbehave in controlled ways: a 554 or 421 greeting, a chosen subset of mechanisms
+(XOAUTH2 and OAUTHBEARER too, tests/support/oauth_smtp.py), EHLO keywords taken away, a
+slow reply. ScriptedServer is aiosmtpd underneath (a real protocol implementation, not a
+mock) with those knobs, and it records every line the client sent, raw and after TLS
+decryption, before the reply to it goes out.
 
 Use the ``scripted_server`` fixture (tests/conftest.py loads this module as a plugin) or
 the class as a context manager; both need the session's ``tls_material``. Servers listen
@@ -18,6 +19,7 @@ on LOOPBACK, the address chosen for the run (tests/support/loopback.py).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hmac
 import secrets
@@ -38,6 +40,14 @@ from aiosmtpd.smtp import (
 )
 
 from tests.support.loopback import LOOPBACK, bind_fixed_port
+from tests.support.oauth_smtp import (
+    AUTH_LINE_LIMIT,
+    DEFAULT_TOKENS,
+    ERROR_CHALLENGE,
+    OAUTH_MECHANISMS,
+    TOKEN_REFUSAL,
+    OAuthMechanisms,
+)
 from tests.support.smtp_servers import (
     _ALLOWED_BEFORE_STARTTLS,
     DEFAULT_USERS,
@@ -53,7 +63,7 @@ from tests.support.smtp_servers import (
 __all__ = ["MECHANISMS", "ScriptedServer", "scripted_server"]
 
 #: The AUTH mechanisms a ScriptedServer can offer.
-MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
+MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5", *OAUTH_MECHANISMS)
 #: The port a "starttls" server takes by default: one the port rule maps to STARTTLS.
 STARTTLS_PORT = 2525
 _BAD_SEQUENCE = "503 5.5.1 Bad sequence of commands"
@@ -103,7 +113,14 @@ class _ScriptedSMTP(SMTP):
     abort = _RecordingSMTP.abort
 
     def __init__(self, handler: Any, *, server: ScriptedServer, **kwargs: Any) -> None:
+        oauth = not set(OAUTH_MECHANISMS).isdisjoint(server.auth)
+        if oauth:  # an access token makes a long AUTH line: the reader must take it
+            self.line_length_limit = AUTH_LINE_LIMIT + 2
         super().__init__(handler, **kwargs)
+        if oauth:  # DATA lines keep aiosmtpd's limit; AUTH lines get RFC 4954's
+            del self.line_length_limit
+            self.command_size_limits = collections.defaultdict(
+                lambda: SMTP.command_size_limit, {"AUTH": AUTH_LINE_LIMIT})
         self._server = server
         self._greeted = False
         self._owe_delay = False  # a line was read: its reply waits reply_delay first
@@ -218,8 +235,9 @@ class _ScriptedSMTP(SMTP):
         return AuthResult(success=ok, handled=False, auth_data=LoginPassword(login, b""))
 
 
-class _ScriptedHandler:
-    """aiosmtpd hooks: the EHLO as scripted, and what a delivered message looked like."""
+class _ScriptedHandler(OAuthMechanisms):
+    """aiosmtpd hooks: the EHLO as scripted, what a delivered message looked like, and the
+    OAuth mechanisms."""
 
     def __init__(self, server: ScriptedServer) -> None:
         self.server = server
@@ -272,14 +290,19 @@ class ScriptedServer:
     greeting line(s) instead of "220 ..."; after a 554 every command but QUIT gets 503,
     after a 421 the connection is closed.
     ``auth``: mechanisms offered once encrypted, in this order; ``unrecognised``: those of
-    them answered 504 anyway. ``reply_delay``: seconds before each reply after the
-    greeting.
+    them answered 504 anyway. ``users``: passwords (PLAIN, LOGIN, CRAM-MD5); ``tokens``:
+    access tokens (XOAUTH2, OAUTHBEARER), by user. A refused token gets
+    ``error_challenges`` error challenges (``334 error_challenge``, base64 JSON; 0: none,
+    1: as Google and RFC 7628, more: a server that loops), each read with its answer,
+    then ``token_refusal``; with an OAuth mechanism offered, an AUTH line may be 12,288
+    octets long (RFC 4954). ``reply_delay``: seconds before each reply after the greeting.
 
     Records, appended from the server thread before the reply goes out: ``wire`` (every
     line read, raw bytes with their line ending, after TLS), ``auth_lines`` (the AUTH
     command lines and their continuation lines), ``mail_options`` (each MAIL FROM's
     parameters), ``messages`` ((mail_from, rcpt_tos, data) with data as received after
-    dot-unstuffing) and ``connections``.
+    dot-unstuffing), ``error_answers`` (the client's answers to error challenges, decoded)
+    and ``connections``.
     """
 
     def __init__(
@@ -291,6 +314,10 @@ class ScriptedServer:
         auth: Iterable[str] = ("PLAIN", "LOGIN"),
         unrecognised: Iterable[str] = (),
         users: Mapping[str, str] | None = None,
+        tokens: Mapping[str, str] | None = None,
+        error_challenges: int = 0,
+        error_challenge: bytes = ERROR_CHALLENGE,
+        token_refusal: str = TOKEN_REFUSAL,
         ehlo_drop: Iterable[str] = (),
         ehlo_add: Iterable[str] = (),
         smtputf8: bool = False,
@@ -312,6 +339,10 @@ class ScriptedServer:
         self.greeting = greeting
         self.greeting_code = int(greeting[:3]) if greeting is not None else 220
         self.users: dict[str, str] = dict(DEFAULT_USERS if users is None else users)
+        self.tokens: dict[str, str] = dict(DEFAULT_TOKENS if tokens is None else tokens)
+        self.error_challenges = int(error_challenges)
+        self.error_challenge = bytes(error_challenge)
+        self.token_refusal = token_refusal
         self.ehlo_drop = tuple(ehlo_drop)
         self.ehlo_add = tuple(ehlo_add)
         self.smtputf8 = smtputf8
@@ -327,6 +358,7 @@ class ScriptedServer:
         self.auth_lines: list[bytes] = []
         self.mail_options: list[list[str]] = []
         self.messages: list[tuple[str, list[str], bytes]] = []
+        self.error_answers: list[bytes] = []
         self.connections = 0
         self._live: set[_ScriptedSMTP] = set()
         self._controller: _ScriptedController | None = None
