@@ -30,6 +30,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
+from .domain import is_microsoft365_smtp
 from .errors import SenderNotFound, StorageError
 from .services.probe import ProbeResult
 from .services.public import sender_tag
@@ -219,9 +220,16 @@ def _edit_page(sender: Sender, form: SenderForm, test_form: TestEmailForm,
     return render_template(
         "smtp_senders/form.html", form=form, sender=sender, test_form=test_form,
         test_open=test_open or request.args.get("test") == "1",
-        password_problem=_password_problem(sender),
+        password_problem=_password_problem(sender), notice=_server_notice(sender),
         result=result, domain_advice=domain_advice or [],
     )
+
+
+def _server_notice(sender: Sender) -> str | None:
+    """What the saved Server Name's provider is about to change, if we know of it."""
+    if is_microsoft365_smtp(sender.settings.server_name):
+        return text("office365_basic_auth_notice")
+    return None
 
 
 def _password_problem(sender: Sender) -> str | None:

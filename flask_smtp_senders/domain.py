@@ -1,6 +1,7 @@
 """The product's own vocabulary, which every layer may use and which imports nothing of
 ours: the port rule (the contract's: 25, 587 and 2525 use SMTP with STARTTLS, every other
-port SMTPS), where a sender connects, and the names of the stages of an exchange.
+port SMTPS), where a sender connects, the names of the stages of an exchange, and which
+Server Names are the big providers' SMTP endpoints (their advice and notices).
 
 Kept apart from the SMTP client (:mod:`flask_smtp_senders.smtp.transport`, which
 re-exports these names) so that storage, pages and the CLI can name a sender's mode or a
@@ -36,6 +37,29 @@ def needs_smtputf8(addresses: Iterable[str]) -> bool:
     """Whether an envelope needs SMTPUTF8 (RFC 6531): a non-ASCII address in it (the
     wire form keeps domains as A-labels, so only a local part can make it so)."""
     return not all(address.isascii() for address in addresses)
+
+
+#: Microsoft 365's (Exchange Online's) SMTP AUTH endpoint.
+MICROSOFT365_SMTP = "smtp.office365.com"
+#: Google's (Gmail's, Google Workspace's) SMTP submission and relay endpoints.
+GOOGLE_SMTP = frozenset({"smtp.gmail.com", "smtp-relay.gmail.com", "smtp.googlemail.com"})
+
+
+def host_name(server_name: str) -> str:
+    """A Server Name as DNS compares it: lower case, without a trailing dot."""
+    return server_name.strip().rstrip(".").lower()
+
+
+def is_microsoft365_smtp(server_name: str) -> bool:
+    """Whether ``server_name`` is Microsoft 365's SMTP endpoint, where password sign-in
+    (basic authentication) is off by default from the end of December 2026."""
+    return host_name(server_name) == MICROSOFT365_SMTP
+
+
+def is_google_smtp(server_name: str) -> bool:
+    """Whether ``server_name`` is one of Google's SMTP endpoints, whose 5.7.8 and 5.7.9
+    refusals mean the account password is not accepted (an app password is)."""
+    return host_name(server_name) in GOOGLE_SMTP
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,12 @@ TEXTS: dict[str, str] = {
         "The stored password belongs to other server settings. Edit the sender and "
         "re-enter the Password."
     ),
+    #: On the edit page of a sender at smtp.office365.com (Microsoft 365), so after a save.
+    "SMTP_SENDERS_MSG_OFFICE365_BASIC_AUTH_NOTICE": (
+        "Microsoft 365 turns password sign-in (basic authentication) for SMTP off by default "
+        "from the end of December 2026: this sender will then need OAuth2 sign-in, or an "
+        "administrator must turn password sign-in back on for the tenant."
+    ),
     # Diagnostics advice: one sentence with a failed test email or connection check,
     # picked by where and how it failed (flask_smtp_senders/smtp/diagnostics.py). The only
     # placeholders are {port}, {stage} (a stage label such as "RCPT TO") and {mechanisms}
@@ -249,6 +255,25 @@ TEXTS: dict[str, str] = {
         "The server refused the access token: it may have expired or been revoked, lack "
         "the permission to send mail by SMTP, or belong to another account than the "
         "Username."
+    ),
+    #: AUTH refused with 5.7.139 or 5.7.30: Microsoft 365 refuses basic authentication.
+    "SMTP_SENDERS_ADVICE_AUTH_BASIC_DISABLED": (
+        "Microsoft 365 refused password sign-in (basic authentication) for SMTP, most likely "
+        "off for this tenant (the default from the end of December 2026). The lasting fix is "
+        "OAuth2 sign-in; until then, a "
+        "Microsoft 365 administrator can turn SMTP AUTH basic authentication back on for the "
+        "tenant. If it is on, check the Password and the tenant's sign-in policies."
+    ),
+    #: AUTH refused with 5.7.3: SMTP AUTH is off for the mailbox.
+    "SMTP_SENDERS_ADVICE_AUTH_SMTP_DISABLED": (
+        "The server refused the sign-in: SMTP AUTH may be off for this mailbox (in Microsoft "
+        "365, an administrator turns on its \"Authenticated SMTP\" setting), or the Username "
+        "or Password was refused."
+    ),
+    #: AUTH refused with 5.7.8 or 5.7.9 by Google's servers: no account password there.
+    "SMTP_SENDERS_ADVICE_AUTH_APP_PASSWORD": (
+        "Google does not accept the account's own password for SMTP. Use an app password "
+        "(it needs 2-Step Verification on for the account) or OAuth2 sign-in."
     ),
     #: MAIL FROM refused (5xx).
     "SMTP_SENDERS_ADVICE_SENDER_REFUSED": (

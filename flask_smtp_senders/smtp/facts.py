@@ -24,6 +24,9 @@ from typing import Any
 _MECHANISM = re.compile(r"[A-Z0-9_-]{1,20}")
 _MAX_MECHANISMS = 10
 _DIGITS = re.compile(r"[0-9]{1,20}")
+# An enhanced status code (RFC 3463) opening a reply: class.subject.detail, then a space
+# or the end of the line.
+_ENHANCED = re.compile(rb"([245])\.([0-9]{1,3})\.([0-9]{1,3})(?![^ \t\r\n])")
 # A certificate's names are shown only when they look like what they should be: a host
 # name, or a CA's plain name. Anything else (control characters, markup) is left out.
 _HOST_NAME = re.compile(r"[A-Za-z0-9*](?:[A-Za-z0-9_.-]{0,252})")
@@ -136,6 +139,22 @@ def token_problem(status: str | None) -> str:
     challenge: its status (three digits, as
     :func:`~flask_smtp_senders.smtp.auth.token_error_status` keeps it), if it gave one."""
     return f"token refused: {status}" if status else "token refused"
+
+
+def enhanced_code(code: object, text: object) -> str | None:
+    """The enhanced status code (RFC 3463) opening a reply of class ``code`` (``5.7.8``
+    for ``535 5.7.8 ...``), or None: the one part of a reply's text we keep, three runs
+    of digits matched whole, never the words around them."""
+    if not isinstance(code, int) or not 100 <= code <= 999:
+        return None
+    if isinstance(text, str):
+        text = text.encode("utf-8", "replace")
+    if not isinstance(text, bytes):
+        return None
+    found = _ENHANCED.match(text.lstrip(b" \t"))
+    if found is None or found[1] != str(code)[:1].encode():
+        return None
+    return found[0].decode("ascii")
 
 
 def refused_greeting(exc: BaseException) -> int | None:

@@ -23,6 +23,7 @@ from ..errors import DeliveryError
 from ..sealed import Credential
 from .auth import TokenRejected
 from .client import SMTPClient
+from .facts import enhanced_code
 from .scrubbing import Scrubber, scrub
 
 #: The transport's one log, whichever of its modules writes: docs/configuration.md names
@@ -58,8 +59,6 @@ def classify_failure(smtp: SMTPClient, stage: str, exc: BaseException,
     return failure
 
 
-# An enhanced status code (RFC 3463) opening a reply: class.subject.detail.
-_ENHANCED = re.compile(rb"([245])\.([0-9]{1,3})\.([0-9]{1,3})(?![^ \t\r\n])")
 # An OpenSSL reason code (ssl.SSLError.reason): the library's words, never the peer's.
 _SSL_REASON = re.compile(r"[A-Z0-9_]{1,64}")
 
@@ -93,12 +92,5 @@ def _reply_codes(code: object, text: object) -> list[str]:
     """The reply code and, when the reply opens with one of its class, the enhanced code."""
     if not isinstance(code, int) or not 100 <= code <= 999:
         return []
-    codes = [str(code)]
-    if isinstance(text, str):
-        text = text.encode("utf-8", "replace")
-    if isinstance(text, bytes):
-        enhanced = _ENHANCED.match(text.lstrip(b" \t"))
-        if enhanced is not None and enhanced[1] == str(code)[:1].encode():
-            codes.append(enhanced[0].decode("ascii"))
-    return codes
-
+    enhanced = enhanced_code(code, text)
+    return [str(code)] if enhanced is None else [str(code), enhanced]

@@ -40,7 +40,8 @@ def open_session(server: ServerAddress, secret: Credential, options: TransportOp
     if isinstance(secret, AccessToken):
         check_bearer(server.username, secret.reveal())
     security = security_for_port(server.port)
-    trace.begin(server.port, starttls_port=security is Security.STARTTLS)
+    trace.begin(server.port, starttls_port=security is Security.STARTTLS,
+                server_name=server.server_name)
     smtp = SMTPClient(server.server_name, security, options, deadline, trace)
     if is_metadata_name(server.server_name):  # Case G4: not even looked up
         log.warning("refusing to look up %s: a cloud metadata service's name",

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .advice import advice_for, render_advice
+from .advice import advice_for, auth_status, render_advice
 from .diagnosis import LABELS, Diagnosis, Stage
 from .facts import (
     UNSENDABLE_PROBLEMS,
@@ -87,6 +87,8 @@ class Trace:
         #: What advice needs to know, told by the transport.
         self.port = 0
         self.starttls_port = False
+        #: The Server Name (some providers' refusals are told apart by it).
+        self.server_name = ""
         #: The greeting's reply code (-1: not an SMTP reply); None before any greeting.
         self.greeting: int | None = None
         #: AUTH mechanisms the server offered (filtered), from the last EHLO.
@@ -94,9 +96,10 @@ class Trace:
 
     # -- stages -----------------------------------------------------------------------
 
-    def begin(self, port: int, *, starttls_port: bool) -> None:
-        """The exchange is about to start on ``port``."""
+    def begin(self, port: int, *, starttls_port: bool, server_name: str) -> None:
+        """The exchange with ``server_name`` is about to start on ``port``."""
         self.port, self.starttls_port = port, starttls_port
+        self.server_name = server_name
 
     def stage(self, name: str) -> contextlib.AbstractContextManager[None]:
         return _StageScope(self, name)
@@ -189,9 +192,14 @@ class Trace:
         if refused is not None:
             record.facts["Greeting reply code"] = str(refused)
             record.facts["Problem"] = f"The server refused the session in its greeting ({refused})"
+        status = None if timed_out or record.name != "auth" else auth_status(
+            exc, self.server_name)
+        if status is not None:  # the code the advice was picked by: digits, never words
+            record.facts["Enhanced code"] = status
         self._stop(record.name, advice_for(record.name, exc, timed_out=timed_out,
                                            starttls_port=self.starttls_port,
-                                           greeting=self.greeting))
+                                           greeting=self.greeting,
+                                           server_name=self.server_name))
 
     def _stop(self, stage: str, advice: str | None) -> None:
         self._stopped_at, self._advice = stage, advice
@@ -220,7 +228,7 @@ class _NoTrace(Trace):
     def __init__(self) -> None:  # no state: one shared instance serves every thread
         pass
 
-    def begin(self, port: int, *, starttls_port: bool) -> None:
+    def begin(self, port: int, *, starttls_port: bool, server_name: str) -> None:
         pass
 
     def stage(self, name: str) -> contextlib.AbstractContextManager[None]:

@@ -295,7 +295,9 @@ class ScriptedServer:
     ``error_challenges`` error challenges (``334 error_challenge``, base64 JSON; 0: none,
     1: as Google and RFC 7628, more: a server that loops), each read with its answer,
     then ``token_refusal``; with an OAuth mechanism offered, an AUTH line may be 12,288
-    octets long (RFC 4954). ``reply_delay``: seconds before each reply after the greeting.
+    octets long (RFC 4954). ``auth_reply``: the final reply to every PLAIN and LOGIN
+    sign-in, whatever the credentials (a provider's refusal, such as ``535 5.7.139 ...``).
+    ``reply_delay``: seconds before each reply after the greeting.
 
     Records, appended from the server thread before the reply goes out: ``wire`` (every
     line read, raw bytes with their line ending, after TLS), ``auth_lines`` (the AUTH
@@ -318,6 +320,7 @@ class ScriptedServer:
         error_challenges: int = 0,
         error_challenge: bytes = ERROR_CHALLENGE,
         token_refusal: str = TOKEN_REFUSAL,
+        auth_reply: str | None = None,
         ehlo_drop: Iterable[str] = (),
         ehlo_add: Iterable[str] = (),
         smtputf8: bool = False,
@@ -343,6 +346,9 @@ class ScriptedServer:
         self.error_challenges = int(error_challenges)
         self.error_challenge = bytes(error_challenge)
         self.token_refusal = token_refusal
+        if auth_reply is not None and not (auth_reply[:1] in "45" and auth_reply[:3].isdigit()):
+            raise ValueError(f"an AUTH refusal starts with a 4xx or 5xx code: {auth_reply!r}")
+        self.auth_reply = auth_reply
         self.ehlo_drop = tuple(ehlo_drop)
         self.ehlo_add = tuple(ehlo_add)
         self.smtputf8 = smtputf8
@@ -372,7 +378,10 @@ class ScriptedServer:
 
     def _check_credentials(self, smtp: _ScriptedSMTP, session: Session, envelope: Envelope,
                            mechanism: str, auth_data: Any) -> AuthResult:
-        """aiosmtpd ``authenticator`` for PLAIN and LOGIN: ``users``, compared as UTF-8."""
+        """aiosmtpd ``authenticator`` for PLAIN and LOGIN: ``users``, compared as UTF-8,
+        or ``auth_reply`` as the refusal."""
+        if self.auth_reply is not None:
+            return AuthResult(success=False, handled=False, message=self.auth_reply)
         password = self.users.get(auth_data.login.decode("utf-8", "replace"))
         ok = password is not None and auth_data.password == password.encode()
         return AuthResult(success=ok, handled=False, auth_data=auth_data)
