@@ -13,7 +13,7 @@ import functools
 import ipaddress
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -58,8 +58,6 @@ class SenderService:
                  plugin_manager: pluggy.PluginManager,
                  options: transport.TransportOptions) -> None:
         self.settings = settings
-        #: The user-facing texts (SMTP_SENDERS_MSG_*, SMTP_SENDERS_ADVICE_*).
-        self.texts = settings.texts
         #: The addresses this app allows (SMTP_SENDERS_SMTPUTF8,
         #: SMTP_SENDERS_ALLOW_INTERNAL_DOMAINS).
         self.address_rules = AddressRules(smtputf8=settings.smtputf8,
@@ -101,6 +99,11 @@ class SenderService:
         return Mailer(deps, MailerSettings.from_settings(self.settings, self.transport_options,
                                                          self.address_rules),
                       changes_from=self)
+
+    @property
+    def texts(self) -> Mapping[str, str]:
+        """The user-facing texts (SMTP_SENDERS_MSG_*, SMTP_SENDERS_ADVICE_*)."""
+        return self.settings.texts
 
     # -- authorisation and audit ------------------------------------------------------
 

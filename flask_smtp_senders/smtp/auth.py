@@ -18,6 +18,8 @@ import json
 import re
 import smtplib
 
+from ..text_checks import CONTROL
+
 #: The password mechanisms we speak, most preferred first (smtplib's and aiosmtplib's
 #: order).
 AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")
@@ -36,7 +38,6 @@ MAX_ERROR_CHALLENGE = 2048
 MAX_TOKEN = 8192
 # RFC 6750 s2.1 b64token: what a bearer token is made of.
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _STATUS = re.compile(r"[0-9]{3}")
 
 
@@ -83,7 +84,7 @@ def check_bearer(username: str, token: str) -> None:
     XOAUTH2 and OAUTHBEARER separate their fields with could not be told apart."""
     if not (len(token) <= MAX_TOKEN and _BEARER_TOKEN.fullmatch(token)):
         raise ValueError("the access token is not an RFC 6750 bearer token")
-    if _CONTROL.search(username):
+    if CONTROL.search(username):
         raise ValueError("the username has a control character")
 
 

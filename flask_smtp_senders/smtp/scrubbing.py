@@ -14,7 +14,7 @@ import hashlib
 import secrets
 
 from ..sealed import AccessToken, Credential
-from .auth import b64, oauthbearer_response, xoauth2_response
+from .auth import b64, oauthbearer_response, plain_response, xoauth2_response
 
 #: A stretch of base64 shorter than this is never scrubbed as a token's (too common).
 _MIN_CORE = 8
@@ -22,7 +22,7 @@ _MIN_CORE = 8
 
 def _password_forms(username: str, password: str) -> set[str]:
     """The password as is, and the base64 PLAIN and LOGIN send."""
-    return {password, b64(password), b64(f"\0{username}\0{password}")}
+    return {password, b64(password), plain_response(username, password)}
 
 
 def _base64_cores(text: str) -> set[str]:
