@@ -30,10 +30,10 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
-from .domain import is_microsoft365_smtp
+from .domain import Provider, is_microsoft365_smtp
 from .errors import SenderNotFound, StorageError
 from .services.probe import ProbeResult
-from .services.public import sender_tag
+from .services.public import secret_expiry, sender_tag
 from .state import get_service
 from .storage.base import Sender
 from .web.actions import change, probe
@@ -43,11 +43,12 @@ from .web.forms import (
     DefaultForm,
     DeleteForm,
     NewSenderForm,
-    SenderForm,
+    SettingsForm,
     TestEmailForm,
 )
 from .web.guard import authorized, csrf_refusal
 from .web.headers import security_headers
+from .web.provider_forms import form_for
 
 bp = Blueprint("smtp_senders", __name__, template_folder="templates",
                static_folder="static/smtp_senders",
@@ -105,27 +106,31 @@ def index() -> ResponseReturnValue:
     service = get_service()
     senders = service.list_senders()
     readable = {sender.id: service.password_readable(sender) for sender in senders}
+    expiring = {sender.id: secret_expiry(sender.settings) for sender in senders}
     return render_template("smtp_senders/index.html", senders=senders, readable=readable,
-                           default_form=DefaultForm())
+                           expiring=expiring, default_form=DefaultForm())
 
 
 @bp.route("/new", methods=["GET", "POST"])
 def new() -> ResponseReturnValue:
     form = NewSenderForm()
     if form.validate_on_submit():
-        return redirect(url_for(".create"))
+        return redirect(url_for(".create", provider=form.provider_type.data))
     return render_template("smtp_senders/new.html", form=form)
 
 
 # -- changes: each told by a flash; a failed one keeps the form as typed ------------------
 
-@bp.route("/new/email/custom", methods=["GET", "POST"])
-def create() -> ResponseReturnValue:
-    form = SenderForm()
+@bp.route("/new/email/custom", methods=["GET", "POST"],
+          defaults={"provider": Provider.CUSTOM.value})
+@bp.route("/new/email/<any(microsoft365, google, oauth2):provider>", methods=["GET", "POST"])
+def create(provider: str) -> ResponseReturnValue:
+    """The form of the Provider Type chosen at the + step."""
+    form = form_for(Provider(provider))
     if form.validate_on_submit() and form.settings is not None:
-        settings = form.settings
+        settings, secret = form.settings, form.secret()
         try:
-            sender = change(lambda: get_service().create_sender(settings, form.password.data))
+            sender = change(lambda: get_service().create_sender(settings, secret))
         except Failure as failure:
             _not_done(failure, form)
             return (render_template("smtp_senders/form.html", form=form, sender=None),
@@ -138,14 +143,14 @@ def create() -> ResponseReturnValue:
 @bp.route("/<int:sender_id>", methods=["GET", "POST"])
 def edit(sender_id: int) -> ResponseReturnValue:
     sender = _sender_or_404(sender_id)
-    form = SenderForm()
+    form = form_for(sender.settings.provider_type)  # a sender keeps its Provider Type
     if request.method == "GET":
         form.fill(sender)
     elif form.validate_on_submit() and form.settings is not None:
         settings, version = form.settings, form.expected_version(sender) or -1
+        secret = form.secret()
         try:
-            change(lambda: get_service().update_sender(sender_id, version, settings,
-                                                       form.password.data))
+            change(lambda: get_service().update_sender(sender_id, version, settings, secret))
         except Failure as failure:
             _not_done(failure, form)
             if failure.kind == "conflict":
@@ -192,7 +197,7 @@ def delete(sender_id: int) -> ResponseReturnValue:
     return render_template("smtp_senders/delete.html", form=form, sender=sender)
 
 
-def _not_done(failure: Failure, form: SenderForm | None = None) -> None:
+def _not_done(failure: Failure, form: SettingsForm | None = None) -> None:
     """A change or a probe not made: the host's 404 page for a sender deleted meanwhile;
     field errors beside their fields; anything else flashed (Case G5: a refusal too)."""
     if failure.kind == "not-found":
@@ -214,7 +219,7 @@ def _status(form: Any) -> int:
     return 422 if request.method == "POST" and form.errors else 200
 
 
-def _edit_page(sender: Sender, form: SenderForm, test_form: TestEmailForm,
+def _edit_page(sender: Sender, form: SettingsForm, test_form: TestEmailForm,
                test_open: bool = False, result: ProbeResult | None = None,
                domain_advice: list[str] | None = None) -> str:
     return render_template(
@@ -226,8 +231,11 @@ def _edit_page(sender: Sender, form: SenderForm, test_form: TestEmailForm,
 
 
 def _server_notice(sender: Sender) -> str | None:
-    """What the saved Server Name's provider is about to change, if we know of it."""
-    if is_microsoft365_smtp(sender.settings.server_name):
+    """What the saved Server Name's provider is about to change, if we know of it: a
+    Custom Server at Microsoft 365 loses password sign-in (its own provider type signs
+    in with a token)."""
+    if (sender.settings.provider_type is Provider.CUSTOM
+            and is_microsoft365_smtp(sender.settings.server_name)):
         return text("office365_basic_auth_notice")
     return None
 
@@ -274,6 +282,6 @@ def _probe(sender_id: int, kind: Literal["test", "check"],
 
 
 def _test_page(sender: Sender, test_form: TestEmailForm, **result: Any) -> str:
-    form = SenderForm(formdata=None)
+    form = form_for(sender.settings.provider_type, formdata=None)
     form.fill(sender)
     return _edit_page(sender, form, test_form, test_open=True, **result)

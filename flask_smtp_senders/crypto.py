@@ -99,6 +99,14 @@ class Destination:
     port: int
     mode: str
     username: str
+    #: Where an OAuth2 sender's secret is spent, beside the server: its provider type and
+    #: what its token request names. All "" for a password (Custom Server), whose
+    #: canonical form is the same as before they existed.
+    provider: str = ""
+    token_url: str = ""
+    tenant_id: str = ""
+    client_id: str = ""
+    scope: str = ""
 
     def canonical(self) -> bytes:
         """One byte string per destination, and never the same one for two of them.
@@ -108,11 +116,13 @@ class Destination:
         would be with a separator), the port stays a number, and ``ensure_ascii`` leaves
         one encoding. The values are taken exactly as stored: any change is a mismatch.
         """
-        return json.dumps(
-            ["flask-smtp-senders/destination/v1", self.server_name, int(self.port),
-             self.mode, self.username],
-            ensure_ascii=True, separators=(",", ":"),
-        ).encode("ascii")
+        fields: list[object] = ["flask-smtp-senders/destination/v1", self.server_name,
+                                int(self.port), self.mode, self.username]
+        if self.provider not in ("", "custom"):  # an OAuth2 secret: bound to its use too
+            fields[0] = "flask-smtp-senders/destination/v2"
+            fields += [self.provider, self.token_url, self.tenant_id, self.client_id,
+                       self.scope]
+        return json.dumps(fields, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 def binding_key(fernet_key: bytes) -> bytes:

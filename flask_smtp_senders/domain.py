@@ -17,8 +17,9 @@ from dataclasses import dataclass
 STARTTLS_PORTS = frozenset({25, 587, 2525})
 
 #: Stages of an exchange, in order; a DeliveryError names the one where it stopped.
-STAGES = ("resolve", "destination", "connect", "tls", "auth", "sender", "recipient", "data",
-          "timeout")
+#: "token" is an OAuth2 sender's token request, before anything else.
+STAGES = ("token", "resolve", "destination", "connect", "tls", "auth", "sender",
+          "recipient", "data", "timeout")
 
 
 class Security(enum.Enum):
@@ -60,6 +61,38 @@ def is_google_smtp(server_name: str) -> bool:
     """Whether ``server_name`` is one of Google's SMTP endpoints, whose 5.7.8 and 5.7.9
     refusals mean the account password is not accepted (an app password is)."""
     return host_name(server_name) in GOOGLE_SMTP
+
+
+class Provider(str, enum.Enum):
+    """How a sender signs in (the "+" step's Provider Type). CUSTOM is the contract's
+    Custom Server (a username and password); the others sign in with an OAuth2 access
+    token (XOAUTH2), fetched with a client secret or a service account key."""
+
+    CUSTOM = "custom"
+    MICROSOFT365 = "microsoft365"
+    GOOGLE = "google"
+    OAUTH2 = "oauth2"
+
+    @property
+    def label(self) -> str:
+        return PROVIDER_LABELS[self]
+
+    @property
+    def uses_oauth(self) -> bool:
+        return self is not Provider.CUSTOM
+
+
+PROVIDER_LABELS = {
+    Provider.CUSTOM: "Custom Server",
+    Provider.MICROSOFT365: "Microsoft 365",
+    Provider.GOOGLE: "Google Workspace",
+    Provider.OAUTH2: "Custom Server with OAuth2",
+}
+#: Where each OAuth2 provider's senders connect unless the administrator changes it.
+PROVIDER_SERVERS = {
+    Provider.MICROSOFT365: (MICROSOFT365_SMTP, 587),
+    Provider.GOOGLE: ("smtp.gmail.com", 465),
+}
 
 
 @dataclass(frozen=True)

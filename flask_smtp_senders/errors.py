@@ -90,5 +90,15 @@ class DeliveryError(SMTPSendersError):
         return self.code is not None and 400 <= self.code < 500
 
 
+class TokenUnavailable(DeliveryError):
+    """An OAuth2 sender got no access token from its provider, so nothing was sent
+    (stage "token"). ``reason`` says why: the token request's failure (its stage, HTTP
+    status, the provider's error code and advice name), never a secret."""
+
+    def __init__(self, user_message: str, reason: Exception) -> None:
+        super().__init__("token", user_message)
+        self.reason = reason
+
+
 class SMTPTimeout(DeliveryError, TimeoutError):
     """The server was too slow: an operation or the whole exchange ran out of time."""

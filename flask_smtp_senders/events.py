@@ -117,6 +117,20 @@ class KeysRotated(AuditEvent):
     unreadable: int = 0
 
 
+@dataclass(frozen=True)
+class SecretExpiring(AuditEvent):
+    """An OAuth2 sender's client secret or key stops working within 30 days, or did:
+    marked by ``flask smtp-senders check`` (run it daily) so the audit trail shows it
+    before mail stops."""
+
+    action = "secret_expiring"
+    #: The sender's Secret Expires (YYYY-MM-DD).
+    expires_on: str = ""
+    #: Days left (0: today; negative: expired that many days ago).
+    days_left: int = 0
+    outcome: str = "warning"
+
+
 # -- the in-process signal ------------------------------------------------------------
 
 _signals = Namespace()

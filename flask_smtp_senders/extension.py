@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 
 _STAGE_MESSAGES = {
+    "token": "token_failed",
     "resolve": "resolve_failed",
     "destination": "destination_refused",
     "connect": "connect_failed",

@@ -57,9 +57,14 @@ class AccessToken(_Sealed):
     good as a password while it lasts, so sealed like one. A distinct type so that the
     SMTP exchange knows which mechanisms the credential is for."""
 
-    __slots__ = ()
+    __slots__ = ("expires_at",)
     _shown = "AccessToken('**********')"
     _what = "an AccessToken"
+
+    def __init__(self, value: str, expires_at: float | None = None) -> None:
+        super().__init__(value)
+        #: When it stops working (epoch seconds), if the issuer said.
+        self.expires_at = expires_at
 
     def reveal(self) -> str:
         return str(self._sealed)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 from .texts import TEXTS
@@ -104,6 +105,12 @@ BEHAVIOUR: dict[str, Any] = {
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
     ),
+    #: Where Microsoft 365 senders get their access tokens (Microsoft Entra's sign-in
+    #: host; another for a sovereign cloud, such as https://login.microsoftonline.us).
+    "SMTP_SENDERS_MICROSOFT_AUTHORITY": "https://login.microsoftonline.com",
+    #: Where Google Workspace senders get their access tokens (never from the key file:
+    #: a key's ``token_uri`` is not trusted with where its signed assertion goes).
+    "SMTP_SENDERS_GOOGLE_TOKEN_URL": "https://oauth2.googleapis.com/token",
     #: The layout our pages extend; it must define the blocks title, head and content.
     "SMTP_SENDERS_BASE_TEMPLATE": "smtp_senders/layout.html",
 }
@@ -131,6 +138,19 @@ def _port(config: Mapping[str, Any], key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
         raise ConfigurationError(f"{key} must be a port number.")
     return value
+
+
+def _https_url(config: Mapping[str, Any], key: str) -> str:
+    value = config[key]
+    try:
+        parts = urlsplit(value)
+        good = parts.scheme == "https" and bool(parts.hostname) and value.isascii()
+        good = good and not (parts.username or parts.password or parts.fragment)
+    except (AttributeError, TypeError, ValueError):
+        good = False
+    if not good:
+        raise ConfigurationError(f"{key} must be an https:// URL.")
+    return str(value).rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -169,6 +189,8 @@ class Settings:
     api: bool
     load_entry_points: bool
     content_security_policy: str | None
+    microsoft_authority: str
+    google_token_url: str
     texts: Mapping[str, str] = field(repr=False)
 
     @classmethod
@@ -204,5 +226,7 @@ class Settings:
             api=bool(config["SMTP_SENDERS_API"]),
             load_entry_points=config["SMTP_SENDERS_LOAD_ENTRY_POINTS"] is True,
             content_security_policy=config["SMTP_SENDERS_CONTENT_SECURITY_POLICY"],
+            microsoft_authority=_https_url(config, "SMTP_SENDERS_MICROSOFT_AUTHORITY"),
+            google_token_url=_https_url(config, "SMTP_SENDERS_GOOGLE_TOKEN_URL"),
             texts=MappingProxyType({key: config[key] for key in TEXTS}),
         )

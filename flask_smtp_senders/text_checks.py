@@ -21,6 +21,7 @@ _DECODED_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: An RFC 2047 encoded word, read loosely (spaces allowed inside, as lenient decoders do).
 _ENCODED_WORD = re.compile(r"=\?([^?]*)\?([bBqQ])\?(.*?)\?=", re.DOTALL)
 
+MSG_REQUIRED = "This field is required."
 MSG_CONTROL = "Must not contain line breaks or other control characters."
 MSG_ENCODED_CONTROL = ("Must not contain an RFC 2047 encoded word (=?...?=) that hides line "
                        "breaks or other control characters.")

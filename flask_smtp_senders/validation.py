@@ -12,10 +12,13 @@ import ipaddress
 from dataclasses import dataclass, fields
 
 from .addresses import DNS_LABEL, MAX_SERVER_NAME, AddressRules, normalise_address
+from .domain import Provider
 from .errors import InvalidSenderData
+from .provider_fields import check_field, provider_of
 from .text_checks import (
     CONTROL,
     MSG_CONTROL,
+    MSG_REQUIRED,
     MSG_UNENCODABLE,
     check_name,
     check_text,
@@ -28,7 +31,6 @@ MAX_USERNAME = 254
 MAX_PASSWORD = 1024
 DEFAULT_PORT = 465
 
-MSG_REQUIRED = "This field is required."
 MSG_PORT = "Enter a port number from 1 to 65535."
 MSG_SERVER = "Enter a host name or IP address, without a scheme, a port or spaces."
 
@@ -44,6 +46,23 @@ class SenderSettings:
     from_name: str = ""
     reply_to_name: str = ""
     reply_to_address: str = ""
+    #: How it signs in: a :class:`~flask_smtp_senders.domain.Provider` value. The fields
+    #: below are the OAuth2 providers' (``provider_fields.USED``); "" when unused.
+    provider: str = Provider.CUSTOM.value
+    tenant_id: str = ""
+    client_id: str = ""
+    token_url: str = ""
+    scope: str = ""
+    #: When the client secret or key stops working (YYYY-MM-DD), to warn ahead of it.
+    secret_expires: str = ""
+
+    @property
+    def provider_type(self) -> Provider:
+        """The Provider Type (Custom Server for a value no release knows)."""
+        try:
+            return Provider(self.provider)
+        except ValueError:
+            return Provider.CUSTOM
 
 
 SETTING_NAMES = tuple(f.name for f in fields(SenderSettings))
@@ -51,7 +70,10 @@ SETTING_NAMES = tuple(f.name for f in fields(SenderSettings))
 SETTING_LABELS = {"username": "Username", "server_name": "Server Name", "port": "Port",
                   "from_name": "From Name", "from_address": "From Address",
                   "reply_to_name": "Reply-To Name", "reply_to_address": "Reply-To Address",
-                  "password": "Password"}
+                  "password": "Password", "provider": "Provider Type",
+                  "tenant_id": "Tenant ID", "client_id": "Client ID",
+                  "token_url": "Token URL", "scope": "Scope",
+                  "secret_expires": "Secret Expires"}
 
 
 def normalise_server_name(value: str) -> str:
@@ -119,6 +141,12 @@ def validate_settings(
     from_name: str = "",
     reply_to_name: str = "",
     reply_to_address: str = "",
+    provider: str = Provider.CUSTOM.value,
+    tenant_id: str = "",
+    client_id: str = "",
+    token_url: str = "",
+    scope: str = "",
+    secret_expires: str = "",
     rules: AddressRules = AddressRules(),
 ) -> SenderSettings:
     """Check every field at once; raise InvalidSenderData with one message per bad field.
@@ -156,6 +184,15 @@ def validate_settings(
     run("from_address", lambda: address(from_address, True))
     run("reply_to_name", lambda: text(reply_to_name, MAX_NAME, False, name=True))
     run("reply_to_address", lambda: address(reply_to_address, False))
+    run("provider", lambda: provider_of(provider).value)
+    kind = provider_of(clean.get("provider", ""))  # a bad one is reported above
+    if kind.uses_oauth and "username" in clean:  # the mailbox to send as
+        run("username", lambda: address(str(clean["username"]), True))
+    oauth = {"tenant_id": tenant_id, "client_id": client_id, "token_url": token_url,
+             "scope": scope, "secret_expires": secret_expires}
+    for field_name, value in oauth.items():
+        run(field_name, lambda n=field_name, v=value: check_field(
+            n, text(v, 4096, False), kind))
     if errors:
         raise InvalidSenderData(errors)
     return SenderSettings(**clean)  # type: ignore[arg-type]

@@ -31,9 +31,12 @@ PACKAGE = ROOT / "flask_smtp_senders"
 #: it, at any depth): the folders are the layers.
 LAYERS: list[tuple[str, dict[str, list[str]]]] = [
     ("vocabulary", {"base": ["errors", "events", "domain", "settings", "texts",
-                             "destinations"]}),
-    ("rules", {"rules": ["text_checks", "addresses", "validation", "sealed", "crypto"]}),
-    ("parts", {"mail": ["mail.*"], "smtp": ["smtp.*"], "storage": ["storage.*"]}),
+                             "destinations", "deadline",
+                             "advice_texts", "token_advice_texts"]}),
+    ("rules", {"rules": ["text_checks", "addresses", "validation", "sealed", "crypto",
+                        "provider_fields", "https_urls"]}),
+    ("parts", {"mail": ["mail.*"], "smtp": ["smtp.*"], "storage": ["storage.*"],
+               "oauth": ["oauth.*"]}),
     ("services", {"services": ["hooks", "state", "services.*"]}),
     ("web, cli and contrib", {"web": ["blueprint", "web.*"], "cli": ["cli.*"],
                                "contrib": ["contrib.*"]}),

@@ -26,7 +26,8 @@ from flask_smtp_senders import SMTPSenders, get_service
 from tests.support.databases import POSTGRES_URL, Database, postgres_reachable
 from tests.support.loopback import bind_fixed_port
 
-pytest_plugins = ["tests.support.smtp_servers", "tests.support.scripted_smtp"]
+pytest_plugins = ["tests.support.smtp_servers", "tests.support.scripted_smtp",
+                  "tests.support.token_server"]
 
 
 def _is_loopback(host: object) -> bool:

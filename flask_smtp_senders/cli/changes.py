@@ -30,6 +30,7 @@ from typing import NoReturn, TypeVar
 
 import click
 
+from ..domain import Provider
 from ..errors import AuditFailed, ConcurrentUpdate, InvalidSenderData, SenderNotFound, StorageError
 from ..services.public import sender_as_dict
 from ..state import get_service
@@ -58,23 +59,22 @@ EXIT_NOTHING_SENT = EXIT_NOTHING_CHANGED
 
 @cli.command("add")
 @inputs.setting_options(adding=True)
-def add_sender(username: str | None, server_name: str | None, port: str | None,
-               from_name: str | None, from_address: str | None, reply_to_name: str | None,
-               reply_to_address: str | None, password_env: str | None, password_stdin: bool,
-               as_json: bool) -> None:
-    """Add a sender. The password comes from --password-env, --password-stdin or a hidden
-    prompt, never from an argument (shell history and ps would show it).
+def add_sender(password_env: str | None, password_stdin: bool, as_json: bool,
+               **given: str | None) -> None:
+    """Add a sender. The password (a provider's client secret or service account key)
+    comes from --password-env, --password-stdin or a hidden prompt, never from an
+    argument (shell history and ps would show it). --provider microsoft365 or google
+    presets the Server Name and Port of the provider.
 
     The first sender becomes the default. Exits 2 when nothing was saved (the reason, and
     each invalid field, on stderr).
     """
     inputs.check_password_source(password_env, password_stdin)
-    settings = inputs.validated(as_json, {
-        "username": username or "", "server_name": server_name or "", "port": port,
-        "from_name": from_name or "", "from_address": from_address or "",
-        "reply_to_name": reply_to_name or "", "reply_to_address": reply_to_address or "",
-    })
-    password = inputs.read_password(password_env, password_stdin, as_json, "SMTP password")
+    values = {name: value or "" for name, value in given.items() if name != "port"}
+    settings = inputs.validated(as_json, inputs.with_presets({**values, "port": given["port"]}))
+    password = inputs.read_password(password_env, password_stdin, as_json,
+                                    _secret_prompt(settings.provider_type),
+                                    settings.provider_type)
     service = get_service()
     sender = _change("add", as_json, lambda: service.create_sender(settings, password))
     if as_json:
@@ -91,11 +91,8 @@ def add_sender(username: str | None, server_name: str | None, port: str | None,
 @click.option("--version", "expected_version", type=int, default=None, metavar="N",
               help="Save only if the sender is still at this version (from show); "
                    "default: the version read just before saving.")
-def edit_sender(sender_id: int, username: str | None, server_name: str | None,
-                port: str | None, from_name: str | None, from_address: str | None,
-                reply_to_name: str | None, reply_to_address: str | None,
-                password_env: str | None, password_stdin: bool, as_json: bool,
-                expected_version: int | None) -> None:
+def edit_sender(sender_id: int, password_env: str | None, password_stdin: bool,
+                as_json: bool, expected_version: int | None, **given: str | None) -> None:
     """Change a sender's settings; the ones not given are kept.
 
     The password is required again, in the same three ways as for add: every save binds
@@ -105,14 +102,13 @@ def edit_sender(sender_id: int, username: str | None, server_name: str | None,
     inputs.check_password_source(password_env, password_stdin)
     service = get_service()
     current = _change("edit", as_json, lambda: service.get_sender(sender_id), sender_id)
-    given = {"username": username, "server_name": server_name, "port": port,
-             "from_name": from_name, "from_address": from_address,
-             "reply_to_name": reply_to_name, "reply_to_address": reply_to_address}
     values: dict[str, object] = asdict(current.settings)
     values.update({name: value for name, value in given.items() if value is not None})
     settings = inputs.validated(as_json, values)
-    password = inputs.read_password(password_env, password_stdin, as_json,
-                              "SMTP password (required again to save)")
+    password = inputs.read_password(
+        password_env, password_stdin, as_json,
+        f"{_secret_prompt(settings.provider_type)} (required again to save)",
+        settings.provider_type)
     version = current.version if expected_version is None else expected_version
     saved = _change("edit", as_json, lambda: service.update_sender(
         sender_id, version, settings, password), sender_id)
@@ -123,6 +119,10 @@ def edit_sender(sender_id: int, username: str | None, server_name: str | None,
                if getattr(current.settings, name) != value]
     click.echo(f"Saved sender #{saved.id} (version {saved.version}): "
                + (f"changed {', '.join(changed)}." if changed else "no setting changed."))
+
+
+def _secret_prompt(provider: Provider) -> str:
+    return "SMTP password" if provider is Provider.CUSTOM else "Client secret"
 
 
 @cli.command("delete")

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from ..errors import InvalidSenderData, SenderNotFound, StorageError
+from ..events import SecretExpiring
+from ..services.public import SecretExpiry, secret_expiry
 from ..state import get_service
 from ..validation import validate_recipient
 from .group import (
@@ -29,6 +31,7 @@ from .group import (
 
 if TYPE_CHECKING:
     from ..services.probe import ProbeResult
+    from ..services.senders import SenderService
     from ..storage.base import Sender
 
 log = logging.getLogger(__name__)
@@ -83,12 +86,15 @@ def check(sender_id: int | None, recipient: str | None, as_json: bool) -> None:
                    err=True)
         raise click.exceptions.Exit(EXIT_UNEXPECTED) from None
 
+    expiring = _expiring_secrets(service, [sender for sender, _ in results])
     if as_json:
-        click.echo(json.dumps([_check_as_dict(sender, result)
+        click.echo(json.dumps([_check_as_dict(sender, result, expiring.get(sender.id))
                                for sender, result in results], indent=2))
     else:
         for sender, result in results:
             click.echo(_check_line(sender, result))
+    for sender_id, expiry in expiring.items():
+        click.echo(f"Warning: sender #{sender_id}: {expiry.text}", err=True)
     failed = sum(1 for _, result in results if not result.ok)
     if not results:
         click.echo("No sender to check.", err=True)
@@ -104,11 +110,28 @@ def _check_line(sender: Sender, result: ProbeResult) -> str:
     return f"{where} <{sender.settings.from_address}>: {outcome}: {result.message}"
 
 
-def _check_as_dict(sender: Sender, result: ProbeResult) -> dict[str, Any]:
+def _expiring_secrets(service: SenderService, senders: list[Sender]
+                      ) -> dict[int, SecretExpiry]:
+    """The senders whose secret expires within SECRET_WARNING_DAYS (or did), each
+    marked in the audit trail."""
+    expiring = {sender.id: expiry for sender in senders
+                if (expiry := secret_expiry(sender.settings)) is not None}
+    actor = service.hooks.smtp_senders_actor()
+    for sender_id, expiry in expiring.items():
+        service.audit_send(SecretExpiring(actor=actor, sender_id=sender_id,
+                                          expires_on=expiry.on, days_left=expiry.days_left))
+    return expiring
+
+
+def _check_as_dict(sender: Sender, result: ProbeResult,
+                   expiry: SecretExpiry | None) -> dict[str, Any]:
     return {"id": sender.id, "server_name": sender.settings.server_name,
             "port": sender.settings.port, "from_address": sender.settings.from_address,
             "ok": result.ok, "stage": result.stage, "message": result.message,
-            "diagnosis": result.diagnosis.as_dict()}
+            "diagnosis": result.diagnosis.as_dict(),
+            "secret_expiry": None if expiry is None else {
+                "expires_on": expiry.on, "days_left": expiry.days_left,
+                "message": expiry.text}}
 
 
 def _nothing_checked(reason: str) -> NoReturn:

@@ -19,9 +19,11 @@ from typing import Any, NoReturn
 
 import click
 
+from ..domain import PROVIDER_SERVERS, Provider
 from ..errors import InvalidSenderData
+from ..services.providers import MAX_KEY_FILE, checked_secret
 from ..state import get_service
-from ..validation import DEFAULT_PORT, SenderSettings, validate_password, validate_settings
+from ..validation import DEFAULT_PORT, SenderSettings, validate_settings
 from .group import EXIT_NOTHING_CHANGED, nothing_changed
 
 # -- options shared by add and edit ---------------------------------------------------
@@ -30,16 +32,31 @@ from .group import EXIT_NOTHING_CHANGED, nothing_changed
 def setting_options(*, adding: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The sender settings as options; for ``edit`` every one defaults to "keep"."""
     keep = "" if adding else " (default: keep the stored one)"
+    providers = click.Choice([provider.value for provider in Provider])
+    port_default = f" (default: {DEFAULT_PORT}, or the provider's)"
     options = [
+        click.option("--provider", default=None, type=providers,
+                     help="How it signs in: custom (a password, the default), microsoft365 "
+                          "or oauth2 (a client secret), google (a service account key)"
+                          f"{keep}."),
+        click.option("--tenant-id", default=None, metavar="TENANT",
+                     help=f"Microsoft 365: the Directory (tenant) ID{keep}."),
+        click.option("--client-id", default=None, metavar="ID",
+                     help=f"Microsoft 365 and oauth2: the Application (client) ID{keep}."),
+        click.option("--token-url", default=None, metavar="URL",
+                     help=f"oauth2: the token endpoint's https:// URL{keep}."),
+        click.option("--scope", default=None, metavar="SCOPES",
+                     help=f"oauth2: the scopes to ask for, space-separated{keep}."),
+        click.option("--secret-expires", default=None, metavar="YYYY-MM-DD",
+                     help=f"When the client secret or key stops working{keep}."),
         click.option("--username", default=None, metavar="TEXT",
                      help=f"The SMTP Username{' (required)' if adding else keep}."),
         click.option("--server-name", default=None, metavar="HOST",
                      help=f"The SMTP server's host name or IP address"
                           f"{' (required)' if adding else keep}."),
-        click.option("--port", default=str(DEFAULT_PORT) if adding else None,
-                     metavar="PORT", show_default=adding,
+        click.option("--port", default=None, metavar="PORT",
                      help=f"465 for SMTPS (TLS from the start); 25, 587 or 2525 for STARTTLS"
-                          f"{keep}."),
+                          f"{port_default if adding else keep}."),
         click.option("--from-name", default=None, metavar="TEXT",
                      help=f"The From display name{keep}."),
         click.option("--from-address", default=None, metavar="ADDRESS",
@@ -49,9 +66,11 @@ def setting_options(*, adding: bool) -> Callable[[Callable[..., Any]], Callable[
         click.option("--reply-to-address", default=None, metavar="ADDRESS",
                      help=f"The Reply-To Address{keep}."),
         click.option("--password-env", default=None, metavar="NAME",
-                     help="Read the password from this environment variable."),
+                     help="Read the password (client secret, key) from this environment "
+                          "variable."),
         click.option("--password-stdin", is_flag=True,
-                     help="Read the password from the first line of stdin."),
+                     help="Read the password or client secret from the first line of "
+                          "stdin (a google key: all of stdin)."),
         click.option("--json", "as_json", is_flag=True,
                      help="Print the sender (or the errors) as JSON."),
     ]
@@ -85,13 +104,21 @@ def check_password_source(password_env: str | None, password_stdin: bool) -> Non
 
 
 def read_password(password_env: str | None, password_stdin: bool, as_json: bool,
-                  prompt: str) -> str:
-    """The password from its one source, checked by the same rule as the form's."""
+                  prompt: str, provider: Provider = Provider.CUSTOM) -> str:
+    """The password (a client secret, a service account key) from its one source, checked
+    by the same rule as the form's. A key file is JSON over many lines: from stdin, all
+    of it is read; at a terminal it has to come from --password-env or stdin."""
+    whole = provider is Provider.GOOGLE
+    if whole and password_env is None and not password_stdin:
+        nothing_changed("a service account key is read from --password-stdin (pipe the "
+                        "key file) or --password-env NAME, not typed at a prompt.")
     if password_env is not None:
         password = os.environ.get(password_env)
         if password is None:
             nothing_changed(f"the environment variable {password_env} (--password-env) "
                              "is not set.")
+    elif password_stdin and whole:
+        password = sys.stdin.read(MAX_KEY_FILE + 1) if sys.stdin is not None else ""
     elif password_stdin:
         password = sys.stdin.readline() if sys.stdin is not None else ""
         password = password[:-1] if password.endswith("\n") else password
@@ -103,9 +130,24 @@ def read_password(password_env: str | None, password_stdin: bool, as_json: bool,
         except click.Abort:
             nothing_changed("no password was entered.")
     try:
-        return validate_password(password)
+        return checked_secret(provider, password)
     except InvalidSenderData as invalid:
         refuse_invalid(invalid.errors, as_json)
+
+
+def with_presets(values: dict[str, Any]) -> dict[str, Any]:
+    """A new sender's values, with its provider's Server Name and Port where none was
+    given (Microsoft 365: smtp.office365.com:587; Google Workspace: smtp.gmail.com:465)."""
+    try:
+        preset = PROVIDER_SERVERS.get(Provider(values.get("provider") or "custom"))
+    except ValueError:
+        return values  # the field rules say what is wrong with it
+    if preset is not None:
+        if not values.get("server_name"):
+            values["server_name"] = preset[0]
+        if values.get("port") in (None, ""):
+            values["port"] = preset[1]
+    return values
 
 
 def validated(as_json: bool, values: dict[str, Any]) -> SenderSettings:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from ..errors import SenderNotFound, StorageError
-from ..services.public import sender_as_dict
+from ..services.public import secret_expiry, sender_as_dict
 from ..state import get_service
 from .group import EXIT_NOTHING_CHECKED, cli, describe, storage_failed
 
@@ -63,7 +63,13 @@ def show_sender(sender_id: int, as_json: bool) -> None:
 
 
 def _sender_line(sender: Sender) -> str:
-    return f"#{sender.id} {describe(sender)}: {sender.test_state_label}"
+    """One line; an OAuth2 sender names its provider, and a secret that expires within
+    30 days (or did) says so."""
+    provider = sender.settings.provider_type
+    shown = "" if not provider.uses_oauth else f" [{provider.label}]"
+    expiry = secret_expiry(sender.settings)
+    warning = f" ({expiry.text})" if expiry is not None else ""
+    return f"#{sender.id} {describe(sender)}{shown}: {sender.test_state_label}{warning}"
 
 
 def _nothing_read(reason: str) -> NoReturn:

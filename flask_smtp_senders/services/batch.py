@@ -113,6 +113,7 @@ class Worker:
         self._pending: deque[Job] = deque()  # to send before taking new ones
         self._later: list[Job] = []  # refused for now: after a backoff
         self._exhausted = False
+        self._token_renewed = False  # a refused access token is renewed once per worker
 
     def run(self) -> None:
         """Send every job this worker gets, retry rounds included."""
@@ -138,7 +139,8 @@ class Worker:
         while (job := self._next()) is not None:
             try:
                 route = self._routes.route(self._sender_id)
-            except (SenderNotFound, PasswordUnreadable, InvalidSenderData) as unusable:
+            except (SenderNotFound, PasswordUnreadable, InvalidSenderData,
+                    DeliveryError) as unusable:  # DeliveryError: no access token
                 self._finish(job, error=unusable)
                 continue
             if job.envelope.version != route.sender.version:  # never old headers, new server
@@ -149,6 +151,16 @@ class Worker:
             try:
                 connection, _reused = self._pool.acquire(route, fresh=fresh)
             except DeliveryError as failure:
+                if failure.token_refused and not self._token_renewed:
+                    # The cached token was revoked or expired early: one new token, once.
+                    self._token_renewed = True
+                    self._pending.appendleft(job)
+                    try:
+                        self._routes.renew_token(self._sender_id)
+                    except (SenderNotFound, PasswordUnreadable, InvalidSenderData,
+                            DeliveryError):
+                        pass  # the next round finds the route unusable and says why
+                    continue
                 self._finish(job, error=failure)
                 continue
             self._pending.appendleft(job)

@@ -21,11 +21,11 @@ from email.message import EmailMessage, Message
 from flask import current_app
 
 from ..addresses import AddressRules
-from ..errors import InvalidSenderData, PasswordUnreadable, SenderNotFound
+from ..errors import DeliveryError, InvalidSenderData, PasswordUnreadable, SenderNotFound
 from ..events import AuditEvent, MessageFailed, MessageSent, sender_changed
 from ..mail.headers import message_id
 from ..mail.outgoing import detached_copy, envelope_recipients, wire_bytes
-from ..sealed import Secret
+from ..sealed import Credential
 from ..settings import Settings
 from ..smtp import transport
 from ..storage.base import Sender
@@ -46,9 +46,12 @@ class MailerDeps:
     get_sender: Callable[[int], Sender]
     #: The default sender; raises SenderNotFound when there is none.
     default_sender: Callable[[], Sender]
-    #: The sender's password for its current destination; raises PasswordUnreadable
-    #: (CredentialNotBound).
-    secret_for: Callable[[Sender], Secret]
+    #: The sender's password for its current destination, or its OAuth2 access token
+    #: (cached, fetched when needed); raises PasswordUnreadable (CredentialNotBound), or
+    #: DeliveryError (stage "token") when the provider gives no token.
+    credential_for: Callable[[Sender], Credential]
+    #: Forget the sender's cached access token (a server refused it).
+    drop_token: Callable[[Sender], None]
     #: Who is sending, for the audit (the smtp_senders_actor hook).
     actor: Callable[[], str | None]
     #: The smtp_senders_prepare_message hook: (message, sender, purpose).
@@ -95,7 +98,8 @@ class Mailer:
                  changes_from: object | None = None) -> None:
         self._deps = deps
         self.pool = ConnectionPool(settings.transport_options, settings.idle_timeout)
-        self.routes = RouteCache(self.pool, deps.get_sender, deps.secret_for, settings.rules)
+        self.routes = RouteCache(self.pool, deps.get_sender, deps.credential_for,
+                                 settings.rules, drop_token=deps.drop_token)
         self._max_connections = settings.max_connections
         self._retries = settings.retries
         self._backoff = settings.backoff
@@ -130,8 +134,8 @@ class Mailer:
         items = list(messages)
         try:
             self.routes.refresh(sender_id)
-        except (PasswordUnreadable, InvalidSenderData) as unusable:  # nothing can go
-            return self._refuse_all(sender_id, len(items), unusable)
+        except (PasswordUnreadable, InvalidSenderData, DeliveryError) as unusable:
+            return self._refuse_all(sender_id, len(items), unusable)  # nothing can go
         envelopes: list[Envelope | None] = [None] * len(items)
         results: list[SendResult | None] = [None] * len(items)
         counter = itertools.count()
@@ -202,9 +206,10 @@ class Mailer:
         return int(sender)
 
     def _refuse_all(self, sender_id: int, count: int,
-                    error: PasswordUnreadable | InvalidSenderData) -> list[SendResult]:
+                    error: PasswordUnreadable | InvalidSenderData | DeliveryError
+                    ) -> list[SendResult]:
         """One failed, audited result per message, when the password (or a saved address)
-        cannot be used."""
+        cannot be used, or the provider gives no access token."""
         results = [SendResult(None, error=error) for _ in range(count)]
         actor = self._deps.actor()
         for result in results:

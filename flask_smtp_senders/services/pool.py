@@ -1,6 +1,7 @@
 """What the sending API keeps between calls: each sender's route and its open connections.
 
-A route is one version of a sender with its password decrypted once; connections are
+A route is one version of a sender with its credential (its password decrypted once, or
+an OAuth2 access token, renewed before it expires); connections are
 pooled per route (sender id and version), so an edit or a delete closes the old ones and
 the next message uses the new settings. The sender is read again at each call (another
 process may have edited it); its password is decrypted again only when the row changed.
@@ -14,19 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..addresses import AddressRules
-from ..errors import InvalidSenderData, PasswordUnreadable, SenderNotFound
+from ..errors import DeliveryError, InvalidSenderData, PasswordUnreadable, SenderNotFound
 from ..mail.headers import SenderHeaders
-from ..sealed import Secret
+from ..sealed import AccessToken, Credential
 from ..smtp import transport
 from ..storage.base import Sender
+from .tokens import REFRESH_MARGIN
 
 
 @dataclass(frozen=True)
 class Route:
-    """One version of a sender, with its password decrypted once."""
+    """One version of a sender, with its password decrypted once (or its access token)."""
 
     sender: Sender
-    secret: Secret = field(repr=False)
+    secret: Credential = field(repr=False)
     headers: SenderHeaders = field(init=False, repr=False, compare=False)
 
     rules: AddressRules = field(default=AddressRules(), repr=False)
@@ -44,7 +46,13 @@ class Route:
         mine = self.sender
         return (mine.version == sender.version and mine.settings == sender.settings
                 and mine.password == sender.password
-                and mine.password_binding == sender.password_binding)
+                and mine.password_binding == sender.password_binding
+                and not self.token_expiring())
+
+    def token_expiring(self) -> bool:
+        """An access token about to expire: the next connection needs a new one."""
+        expires_at = self.secret.expires_at if isinstance(self.secret, AccessToken) else None
+        return expires_at is not None and expires_at - time.time() < REFRESH_MARGIN
 
 
 class ConnectionPool:
@@ -124,10 +132,12 @@ class RouteCache:
     of a batch fails fast."""
 
     def __init__(self, pool: ConnectionPool, get_sender: Callable[[int], Sender],
-                 secret_for: Callable[[Sender], Secret], rules: AddressRules) -> None:
+                 credential_for: Callable[[Sender], Credential], rules: AddressRules,
+                 drop_token: Callable[[Sender], None] = lambda sender: None) -> None:
         self._pool = pool
         self._get_sender = get_sender
-        self._secret_for = secret_for
+        self._credential_for = credential_for
+        self._drop_token = drop_token
         self._rules = rules
         self._lock = threading.Lock()
         self._routes: dict[int, Route] = {}
@@ -146,8 +156,8 @@ class RouteCache:
             if cached is not None and cached.serves(sender):
                 return cached
         try:
-            secret = self._secret_for(sender)
-        except PasswordUnreadable:
+            secret = self._credential_for(sender)
+        except (PasswordUnreadable, DeliveryError):  # unreadable, or no token to be had
             with self._lock:
                 self._routes.pop(sender_id, None)
             self._pool.forget(sender_id)
@@ -161,6 +171,15 @@ class RouteCache:
         with self._lock:
             self._routes[sender_id] = route
         return route
+
+    def renew_token(self, sender_id: int) -> Route:
+        """After a server refused the route's access token: forget it (here and in the
+        token cache) and read the sender again, which fetches a new one."""
+        with self._lock:
+            route = self._routes.pop(sender_id, None)
+        if route is not None:
+            self._drop_token(route.sender)
+        return self.refresh(sender_id)
 
     def route(self, sender_id: int) -> Route:
         """The cached route (the sender is not read again: one call, one version unless

@@ -21,22 +21,23 @@ import pluggy
 from ..addresses import AddressRules, wire_address
 from ..crypto import PasswordCipher
 from ..errors import (
-    CredentialNotBound,
     DeliveryError,
     InvalidSenderData,
     PasswordUnreadable,
     StorageError,
+    TokenUnavailable,
 )
 from ..events import AuditEvent, ConnectionChecked, TestEmailFailed, TestEmailSent
 from ..mail.headers import build_test_message
 from ..mail.outgoing import seven_bit_bytes, wire_bytes
-from ..sealed import Secret
+from ..sealed import Credential, Secret
 from ..smtp import transport
 from ..smtp.diagnosis import Diagnosis
 from ..smtp.trace import Trace
 from ..storage.base import Sender, SenderStore
 from ..texts import message
 from ..validation import validate_recipient
+from . import token_stage
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,9 @@ TestEmailResult = ProbeResult
 CheckResult = ProbeResult
 
 
-class ProbeHost(Protocol):
+class ProbeHost(token_stage.CredentialHost, Protocol):
     """What a probe uses of the sender service (a SenderService is one)."""
 
-    texts: Mapping[str, str]
     store: SenderStore
     cipher: PasswordCipher
     hooks: pluggy.HookRelay
@@ -75,6 +75,8 @@ class ProbeHost(Protocol):
     def address_rules(self) -> AddressRules: ...
 
     def secret_for(self, sender: Sender) -> Secret: ...
+
+    def password_problem(self, sender: Sender) -> str | None: ...
 
     def audit_send(self, event: AuditEvent) -> None: ...
 
@@ -138,25 +140,44 @@ def run(host: ProbeHost, kind: ProbeKind, sender_id: int,
 
 def _exchange(host: ProbeHost, kind: ProbeKind, sender: Sender,
               recipient: str | None) -> ProbeResult:
+    """The probe's one exchange; a server that refuses the sender's cached access token
+    gets one more exchange with a new token (it may have been revoked early)."""
     trace = Trace()
+    token = token_stage.TokenTimer(host, sender)
     try:
-        secret = host.secret_for(sender)
+        credential = token.credential(fresh=False)
         exchange = kind.prepare(host, sender, recipient)
-        options = host.transport_options
-        deadline = transport.Deadline(options.deadline, options.operation_timeout)
-        with transport.connect(sender.server, secret, options, deadline,
-                               trace) as connection:
-            exchange(connection, deadline, trace)
-    except PasswordUnreadable as unusable:
-        reason = ("password_unbound" if isinstance(unusable, CredentialNotBound)
-                  else "password_reentry")
+        try:
+            _connect_and_exchange(host, sender, credential, exchange, trace)
+        except DeliveryError as refused:
+            if not refused.token_refused:
+                raise
+            log.info("sender %s: the server refused its access token; asking for a new "
+                     "one, once", sender.id)
+            trace = Trace()
+            credential = token.credential(fresh=True)
+            _connect_and_exchange(host, sender, credential, exchange, trace)
+    except PasswordUnreadable:  # unbound or unreadable: the service says which, and how
+        reason = host.password_problem(sender) or "password_reentry"
         return ProbeResult(False, message(host.texts, reason), "password",
                            diagnosis=Diagnosis.password_unusable())
+    except TokenUnavailable as failure:
+        return ProbeResult(False, failure.user_message, "token",
+                           diagnosis=token.failure_diagnosis(failure))
     except DeliveryError as failure:
         return ProbeResult(False, failure.user_message, failure.stage,
-                           diagnosis=trace.diagnosis(host.texts))
+                           diagnosis=token.report(trace.diagnosis(host.texts)))
     return ProbeResult(True, kind.success(host.texts, recipient),
-                       diagnosis=trace.diagnosis(host.texts))
+                       diagnosis=token.report(trace.diagnosis(host.texts)))
+
+
+def _connect_and_exchange(host: ProbeHost, sender: Sender, credential: Credential,
+                          exchange: Exchange, trace: Trace) -> None:
+    options = host.transport_options
+    deadline = transport.Deadline(options.deadline, options.operation_timeout)
+    with transport.connect(sender.server, credential, options, deadline,
+                           trace) as connection:
+        exchange(connection, deadline, trace)
 
 
 # -- Send Test Email ----------------------------------------------------------------

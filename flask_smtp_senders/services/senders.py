@@ -24,9 +24,7 @@ from ..crypto import PasswordCipher
 from ..destinations import is_metadata_name
 from ..errors import (
     AuditFailed,
-    CredentialNotBound,
     InvalidSenderData,
-    PasswordUnreadable,
     SenderNotFound,
 )
 from ..events import (
@@ -37,16 +35,18 @@ from ..events import (
     SenderUpdated,
     sender_changed,
 )
-from ..sealed import Secret
+from ..sealed import Credential, Secret
 from ..settings import Settings
 from ..smtp import transport
-from ..storage.base import Sender, SenderStore, destination
+from ..storage.base import Sender, SenderStore, destination_of
 from ..texts import message
-from ..validation import SenderSettings, validate_password, validate_settings
-from . import probe
+from ..validation import SenderSettings, validate_settings
+from . import credentials, probe
 from .delivery import Mailer, MailerDeps, MailerSettings
 from .dns_advice import DomainAdvisor
 from .probe import ProbeResult
+from .providers import checked_secret, with_secret_facts
+from .tokens import TokenSource
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ class SenderService:
         deps = MailerDeps(
             get_sender=lambda sender_id: self.get_sender(sender_id),
             default_sender=lambda: self.default_sender(),
-            secret_for=lambda sender: self.secret_for(sender),
+            credential_for=lambda sender: self.credential_for(sender),
+            drop_token=lambda sender: self.tokens.drop(sender),
             actor=lambda: self.hooks.smtp_senders_actor(),
             prepare_message=lambda message, sender, purpose: (
                 self.hooks.smtp_senders_prepare_message(
@@ -99,6 +100,12 @@ class SenderService:
         return Mailer(deps, MailerSettings.from_settings(self.settings, self.transport_options,
                                                          self.address_rules),
                       changes_from=self)
+
+    @functools.cached_property
+    def tokens(self) -> TokenSource:
+        """The OAuth2 senders' access tokens (cached per sender version)."""
+        return TokenSource.for_app(self.store, self.cipher, self.transport_options,
+                                   self.settings)
 
     @property
     def texts(self) -> Mapping[str, str]:
@@ -143,41 +150,24 @@ class SenderService:
         return self.store.get(sender_id)
 
     def password_problem(self, sender: Sender) -> str | None:
-        """Why the stored password cannot be used now, as a message name, decided without
-        decrypting it: None, "password_reentry" (no configured key signed the token: wrong
-        keys or corruption) or "password_unbound" (it is not bound to the sender's current
-        settings). Either way it must be re-entered."""
-        if not self.cipher.authentic(sender.password):
-            return "password_reentry"
-        if not self.cipher.verify(sender.destination, sender.password,
-                                  sender.password_binding):
-            return "password_unbound"
-        return None
+        """Why the stored password (or client secret, key) cannot be used now, as a
+        message name (:func:`.credentials.problem`); None when it can."""
+        return credentials.problem(self.cipher, sender)
 
     def password_readable(self, sender: Sender) -> bool:
         """True when the stored password can be used as it is."""
         return self.password_problem(sender) is None
 
     def secret_for(self, sender: Sender) -> Secret:
-        """The sender's password, for its current destination only.
+        """The sender's password (or client secret, key), for its current destination
+        only (:func:`.credentials.secret`)."""
+        return credentials.secret(self.cipher, self.texts, sender)
 
-        The binding stored with it must match the Server Name, Port, mode and Username
-        about to be used, or the password is refused before it is even decrypted: a row
-        changed behind our back (SQL, a faulty store) cannot send it anywhere else.
-        Raises CredentialNotBound (a PasswordUnreadable), or PasswordUnreadable when no
-        configured key signed the token at all (wrong keys, corruption: that is the
-        message that helps then; either way nothing is decrypted or sent).
-        """
-        problem = self.password_problem(sender)
-        if problem == "password_reentry":
-            raise PasswordUnreadable("no configured key decrypts this sender's password")
-        if problem == "password_unbound":
-            log.warning("sender %s: the stored password is not bound to its current server "
-                        "settings; it is not used until it is re-entered", sender.id)
-            raise CredentialNotBound(
-                f"sender {sender.id}: the stored password is not bound to these settings",
-                message(self.texts, "password_unbound"))
-        return self.cipher.decrypt(sender.password)
+    def credential_for(self, sender: Sender, *, fresh: bool = False) -> Credential:
+        """What the sender signs in with: its password, or an access token from its
+        provider (:func:`.credentials.credential`; ``fresh``: not the cached one)."""
+        return credentials.credential(self.cipher, self.texts, self.tokens, sender,
+                                      fresh=fresh)
 
     # -- changes --------------------------------------------------------------------
 
@@ -199,9 +189,11 @@ class SenderService:
 
     def create_sender(self, settings: SenderSettings, password: str) -> Sender:
         settings = self._validated(settings)
-        encrypted = self.cipher.encrypt(validate_password(password))
+        password = checked_secret(settings.provider_type, password)
+        settings = with_secret_facts(settings, password)
+        encrypted = self.cipher.encrypt(password)
         binding = self.cipher.bind(
-            destination(settings.server_name, settings.port, settings.username), encrypted)
+            destination_of(settings), encrypted)
         actor = self._actor()
         fingerprint = self.cipher.save_fingerprint(asdict(settings), password)
         return self.store.add(settings, encrypted, before_commit=lambda sender: (
@@ -212,7 +204,8 @@ class SenderService:
                       password: str) -> Sender:
         """Save new settings; the password must be given again with every edit."""
         settings = self._validated(settings)
-        password = validate_password(password)
+        password = checked_secret(settings.provider_type, password)
+        settings = with_secret_facts(settings, password)
         current = self.store.get(sender_id)
         changed = [name for name, value in asdict(settings).items()
                    if getattr(current.settings, name) != value]
@@ -228,7 +221,7 @@ class SenderService:
             before_commit=lambda sender: self._audit_change(SenderUpdated(
                 actor=actor, sender_id=sender.id, changed_fields=tuple(changed))),
             binding=self.cipher.bind(
-                destination(settings.server_name, settings.port, settings.username),
+                destination_of(settings),
                 encrypted),
             fingerprint=self.cipher.save_fingerprint(asdict(settings), password),
         )

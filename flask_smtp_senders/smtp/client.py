@@ -15,6 +15,7 @@ import socket
 import ssl
 import sys
 
+from ..deadline import Deadline
 from ..domain import Security
 from ..sealed import AccessToken, Credential
 from .auth import (
@@ -28,7 +29,6 @@ from .auth import (
     mechanisms_to_try,
     token_error_status,
 )
-from .deadline import Deadline
 from .facts import token_problem
 from .options import TransportOptions
 from .replies import ReplyReader, ReplyTooLarge

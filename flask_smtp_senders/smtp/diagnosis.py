@@ -14,6 +14,7 @@ from typing import Any
 
 #: Stage name -> the label a page shows, in the order stages can run.
 LABELS: Mapping[str, str] = {
+    "token": "Token",
     "resolve": "Resolve",
     "connect": "Connect",
     "tls": "TLS",
@@ -55,7 +56,8 @@ class Diagnosis:
     #: The stages that ran, in the order they first ran.
     stages: tuple[Stage, ...]
     #: The stage where it failed; None on success; "password" when the stored password
-    #: could not be used (then no stage ran).
+    #: could not be used (then no stage ran); "token" when an OAuth2 sender got no
+    #: access token (then only the Token stage ran).
     stopped_at: str | None
     #: One sentence from the SMTP_SENDERS_ADVICE_* catalogue, or None.
     advice: str | None

@@ -15,7 +15,7 @@ import smtplib
 import socket
 from typing import Protocol
 
-from .deadline import Deadline
+from ..deadline import Deadline
 
 #: Bounds on one reply (the greeting, EHLO's, any command's, pipelined or not). Passing
 #: either one fails the exchange at once (:class:`ReplyTooLarge`, the connection closed).

@@ -18,12 +18,12 @@ from __future__ import annotations
 import smtplib
 import ssl
 
+from ..deadline import Deadline
 from ..destinations import is_metadata_name
 from ..domain import Security, ServerAddress, security_for_port
 from ..sealed import AccessToken, Credential
 from .auth import check_bearer
 from .client import SMTPClient
-from .deadline import Deadline
 from .failures import classify_failure, log
 from .options import TransportOptions
 from .replies import ReplyTooLarge

@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+from ..deadline import Deadline
 from ..domain import ServerAddress, needs_smtputf8
 from ..errors import DeliveryError
 from .client import SMTPClient
-from .deadline import Deadline
 from .envelope import Unsendable, dot_stuff, envelope_lines, wire_terms
 from .failures import classify_failure, log
 from .scrubbing import Scrubber

@@ -9,7 +9,7 @@ split by job, and every name the rest of the package uses is re-exported here:
   with :mod:`~flask_smtp_senders.smtp.client` (the smtplib client),
   :mod:`~flask_smtp_senders.smtp.auth` (the AUTH mechanisms),
   :mod:`~flask_smtp_senders.smtp.replies` (every reply bounded in lines and bytes),
-  :mod:`~flask_smtp_senders.smtp.deadline` and :mod:`~flask_smtp_senders.smtp.options`.
+  :mod:`~flask_smtp_senders.deadline` and :mod:`~flask_smtp_senders.smtp.options`.
 - :mod:`flask_smtp_senders.smtp.failures`: a failure becomes a :class:`DeliveryError` with
   the stage where it happened and a fixed message; the ``flask_smtp_senders.transport``
   log gets the stage, the exception's type and reply codes at WARNING, and server replies
@@ -37,6 +37,7 @@ import smtplib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
+from ..deadline import Deadline
 from ..domain import (
     STAGES,
     STARTTLS_PORTS,
@@ -48,7 +49,6 @@ from ..domain import (
 from ..sealed import Credential
 from .auth import CredentialsRejected
 from .client import SMTPClient
-from .deadline import Deadline
 from .envelope import Unsendable, envelope_lines, wire_terms
 from .failures import log
 from .options import TransportOptions, resolve

@@ -33,11 +33,28 @@ if TYPE_CHECKING:
     from .schema import Upgrade
 
 
-def destination(server_name: str, port: int, username: str) -> Destination:
-    """What a password is bound to: the server as stored, the port, the mode the port rule
-    gives it (so a port that changes STARTTLS to SMTPS is a new destination too) and the
-    user it logs in as."""
-    return Destination(server_name, port, security_for_port(port).value, username)
+def destination(server_name: str, port: int, username: str, *, provider: str = "",
+                token_url: str = "", tenant_id: str = "", client_id: str = "",
+                scope: str = "") -> Destination:
+    """What a password (or an OAuth2 secret) is bound to: the server as stored, the port,
+    the mode the port rule gives it (so a port that changes STARTTLS to SMTPS is a new
+    destination too), the user it logs in as, and for an OAuth2 secret the provider type,
+    token URL, tenant, client ID and scope of its token requests ("" for a password)."""
+    oauth = provider not in ("", "custom")
+    return Destination(server_name, port, security_for_port(port).value, username,
+                       provider=provider if oauth else "",
+                       token_url=token_url if oauth else "",
+                       tenant_id=tenant_id if oauth else "",
+                       client_id=client_id if oauth else "",
+                       scope=scope if oauth else "")
+
+
+def destination_of(settings: SenderSettings) -> Destination:
+    """The destination a sender's secret is bound to, from its settings."""
+    return destination(settings.server_name, settings.port, settings.username,
+                       provider=settings.provider, token_url=settings.token_url,
+                       tenant_id=settings.tenant_id, client_id=settings.client_id,
+                       scope=settings.scope)
 
 
 class TestState(str, enum.Enum):
@@ -133,8 +150,7 @@ class Sender:
     @property
     def destination(self) -> Destination:
         """What ``password_binding`` must match before the password is used."""
-        return destination(self.settings.server_name, self.settings.port,
-                           self.settings.username)
+        return destination_of(self.settings)
 
     @property
     def security(self) -> Security:
@@ -243,3 +259,22 @@ class SchemaOwner(Protocol):
         """Create the sender table, or bring it up to this version's schema. ``progress``
         hears a line for each step (the CLI prints them). Returns what was done, or None
         when the store does not say."""
+
+
+@runtime_checkable
+class TokenCache(Protocol):
+    """A store that keeps OAuth2 access tokens for every worker of the app, encrypted, as
+    the built-in one does (its ``smtp_sender_tokens`` table). Optional like
+    :class:`SchemaOwner`: without it, each process keeps its own tokens in memory.
+
+    ``key`` names one sender version; ``token`` is Fernet-encrypted by the caller; the
+    expiry is an aware UTC datetime. A store may forget a token at any time (the next
+    send fetches a new one), never hand out one after ``expires_at``."""
+
+    def load_token(self, key: str) -> tuple[EncryptedPassword, datetime] | None: ...
+
+    def save_token(self, key: str, sender_id: int, token: EncryptedPassword,
+                   expires_at: datetime) -> None: ...
+
+    def drop_token(self, key: str) -> None: ...
+

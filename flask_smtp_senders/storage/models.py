@@ -15,6 +15,7 @@ from sqlalchemy import Boolean, DateTime, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ..addresses import MAX_ADDRESS, MAX_SERVER_NAME
+from ..provider_fields import MAX_CLIENT_ID, MAX_SCOPE, MAX_TENANT, MAX_TOKEN_URL
 from ..validation import DEFAULT_PORT, MAX_NAME, MAX_USERNAME
 
 
@@ -58,8 +59,36 @@ class SenderRow(Base):
     last_check_stage: Mapped[str | None] = mapped_column(String(32), nullable=True)
     #: The sender the host's messages go through when none is named.
     is_default: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    #: How it signs in (domain.Provider): "custom" is a password; the others use OAuth2
+    #: and keep their client secret or service account key in ``password_token``.
+    provider: Mapped[str] = mapped_column(String(32), default="custom",
+                                          server_default="custom", nullable=False)
+    tenant_id: Mapped[str] = mapped_column(String(MAX_TENANT), default="", server_default="",
+                                           nullable=False)
+    client_id: Mapped[str] = mapped_column(String(MAX_CLIENT_ID), default="",
+                                           server_default="", nullable=False)
+    token_url: Mapped[str] = mapped_column(String(MAX_TOKEN_URL), default="",
+                                           server_default="", nullable=False)
+    scope: Mapped[str] = mapped_column(String(MAX_SCOPE), default="", server_default="",
+                                       nullable=False)
+    #: YYYY-MM-DD, or "": when the secret stops working (warned about ahead).
+    secret_expires: Mapped[str] = mapped_column(String(10), default="", server_default="",
+                                                nullable=False)
 
     __mapper_args__ = {"version_id_col": version}
 
     def __repr__(self) -> str:
         return f"<SenderRow id={self.id} {self.server_name}:{self.port} v{self.version}>"
+
+
+class TokenRow(Base):
+    """An OAuth2 access token of one sender version, Fernet-encrypted (never on disk in
+    clear), shared by every worker; ``key`` names the version (see services/tokens.py)."""
+
+    __tablename__ = "smtp_sender_tokens"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    sender_id: Mapped[int] = mapped_column(Integer, index=True)
+    token: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+

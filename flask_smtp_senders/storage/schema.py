@@ -33,7 +33,7 @@ from .models import Base
 #: Where our revisions are recorded (not ``alembic_version``: that one is the host's).
 VERSION_TABLE = "smtp_senders_alembic_version"
 #: The tables the migrations make: the senders and our version table.
-TABLES = frozenset({"smtp_senders", VERSION_TABLE})
+TABLES = frozenset({"smtp_senders", "smtp_sender_tokens", VERSION_TABLE})
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 #: A ``smtp_senders`` table without our version table was made by ``create_all``: the
@@ -47,6 +47,8 @@ _CREATE_ALL_REVISIONS: tuple[tuple[str, frozenset[str]], ...] = (
     ("smtp_senders_0002", frozenset({
         "password_binding", "settings_fingerprint", "tested_fingerprint", "last_check_at",
         "last_check_ok", "last_check_stage"})),
+    ("smtp_senders_0003", frozenset({
+        "provider", "tenant_id", "client_id", "token_url", "scope", "secret_expires"})),
 )
 # Taken inside the migration's transaction on PostgreSQL, so that web workers starting
 # together upgrade one after another (the later ones then find nothing to do).

@@ -21,11 +21,12 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from ..errors import ConcurrentUpdate, CredentialNotBound, PasswordUnreadable, SenderNotFound
 from ..sealed import EncryptedPassword
-from ..validation import SETTING_NAMES, SenderSettings
+from ..validation import SenderSettings
+from . import token_rows
 from .base import BeforeCommit, Rebind, Reencrypt, Sender, destination
 from .failures import database_errors
 from .models import SenderRow
-from .stored_settings import stored_settings
+from .stored_settings import to_sender
 
 if TYPE_CHECKING:
     from .schema import Upgrade
@@ -52,39 +53,13 @@ def _existing_id(sender_id: int) -> None:
         raise SenderNotFound(f"no sender with id {sender_id}")
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:  # SQLite drops the zone
-        return value.replace(tzinfo=timezone.utc)
-    return value
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _to_sender(row: SenderRow) -> Sender:
-    settings, problems = stored_settings({name: getattr(row, name) for name in SETTING_NAMES})
-    if problems:
-        log.warning("sender %s: its stored settings are invalid (%s); it is unusable until "
-                    "edited", row.id, ", ".join(problems))
-    return Sender(
-        id=row.id,
-        settings=settings,
-        problems=problems,
-        password=EncryptedPassword(row.password_token.encode("utf-8")),  # junk stays unreadable
-        password_binding=row.password_binding,
-        version=row.version,
-        created_at=_utc(row.created_at),  # type: ignore[arg-type]
-        updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
-        last_test_at=_utc(row.last_test_at),
-        last_test_ok=row.last_test_ok,
-        is_default=bool(row.is_default),
-        settings_fingerprint=row.settings_fingerprint,
-        tested_fingerprint=row.tested_fingerprint,
-        last_check_at=_utc(row.last_check_at),
-        last_check_ok=row.last_check_ok,
-        last_check_stage=row.last_check_stage,
-    )
+#: The columns a secret's binding covers (storage.base.destination's arguments).
+_BOUND = ("server_name", "port", "username", "provider", "token_url", "tenant_id",
+          "client_id", "scope")
 
 
 class SQLAlchemyStore:
@@ -116,13 +91,13 @@ class SQLAlchemyStore:
     def list(self) -> list[Sender]:
         with self._session() as session:
             rows = session.scalars(select(SenderRow).order_by(SenderRow.id))
-            return [_to_sender(row) for row in rows]
+            return [to_sender(row) for row in rows]
 
     def get(self, sender_id: int) -> Sender:
         _existing_id(sender_id)
         with self._session() as session:
             row = _row(session, sender_id)
-            return _to_sender(row)
+            return to_sender(row)
 
     def add(self, settings: SenderSettings, password: EncryptedPassword,
             before_commit: BeforeCommit | None = None, *,
@@ -136,7 +111,7 @@ class SQLAlchemyStore:
                             created_at=now, updated_at=now, is_default=has_default is None)
             session.add(row)
             session.flush()
-            sender = _to_sender(row)
+            sender = to_sender(row)
             if before_commit:
                 before_commit(sender)
         return sender
@@ -160,7 +135,9 @@ class SQLAlchemyStore:
                 row.settings_fingerprint = fingerprint
                 row.updated_at = _now()
                 session.flush()  # UPDATE ... WHERE version = expected: races end here
-                sender = _to_sender(row)
+                # The old version's tokens were fetched with the old settings: gone too.
+                token_rows.drop(session, sender_id=sender_id)
+                sender = to_sender(row)
                 if before_commit:
                     before_commit(sender)
         except StaleDataError:
@@ -172,7 +149,7 @@ class SQLAlchemyStore:
         _existing_id(sender_id)
         with self._transaction() as session:
             row = _row(session, sender_id)
-            sender = _to_sender(row)
+            sender = to_sender(row)
             statement = delete(SenderRow).where(SenderRow.id == sender_id)
             if expected_version is not None:
                 statement = statement.where(SenderRow.version == expected_version)
@@ -181,12 +158,28 @@ class SQLAlchemyStore:
             ).rowcount
             if deleted != 1:
                 raise ConcurrentUpdate(f"sender {sender_id} was changed by someone else")
+            token_rows.drop(session, sender_id=sender_id)
             if sender.is_default:  # pass the default on to the oldest remaining sender
                 successor = session.scalar(select(SenderRow).order_by(SenderRow.id).limit(1))
                 if successor is not None:
                     self._make_default(session, successor.id)
             if before_commit:
                 before_commit(sender)
+
+    # -- access tokens (the optional TokenCache protocol: token_rows.py) --------------
+
+    def load_token(self, key: str) -> tuple[EncryptedPassword, datetime] | None:
+        with self._session() as session:
+            return token_rows.load(session, key)
+
+    def save_token(self, key: str, sender_id: int, token: EncryptedPassword,
+                   expires_at: datetime) -> None:
+        with self._transaction() as session:
+            token_rows.save(session, key, sender_id, token, expires_at)
+
+    def drop_token(self, key: str) -> None:
+        with self._transaction() as session:
+            token_rows.drop(session, key=key)
 
     def record_test(self, sender_id: int, ok: bool, when: datetime, *,
                     version: int | None = None, fingerprint: str | None = None) -> bool:
@@ -228,7 +221,7 @@ class SQLAlchemyStore:
             row = _row(session, sender_id)
             self._make_default(session, sender_id)
             session.refresh(row)
-            sender = _to_sender(row)
+            sender = to_sender(row)
             if before_commit:
                 before_commit(sender)
         return sender
@@ -256,16 +249,17 @@ class SQLAlchemyStore:
         with self._transaction() as session:
             rows = session.execute(select(
                 table.c.id, table.c.password_token, table.c.password_binding,
-                table.c.server_name, table.c.port, table.c.username)).all()
+                *(table.c[name] for name in _BOUND))).all()
             changes, unreadable = [], 0
-            for done, (sender_id, token, binding, server_name, port, username) in enumerate(
-                    rows, start=1):
+            for done, (sender_id, token, binding, *bound) in enumerate(rows, start=1):
                 old = EncryptedPassword(token.encode("utf-8"))
                 try:
                     new = transform(old)
                     if rebind is not None:
-                        binding = rebind(destination(server_name, port, username), old,
-                                         binding, new)
+                        values = dict(zip(_BOUND, bound, strict=True))
+                        binding = rebind(destination(**{k: v if v is not None else ""
+                                                        for k, v in values.items()}),
+                                         old, binding, new)
                 except CredentialNotBound:
                     log.warning("sender %s: its password is not bound to its server "
                                 "settings; left as it was (re-enter it)", sender_id)

@@ -1,8 +1,8 @@
 """Settings as read back from storage, and what is wrong with them.
 
 A row changed behind the application's back may hold anything its column type lets the
-database keep; every page, the API and the CLI must still be able to show the sender,
-marked unusable with the reasons the checks of every save give.
+database keep; every page, the API and the CLI must still be able to show the sender
+(:func:`to_sender` reads one), marked unusable with the reasons every save's checks give.
 """
 
 from __future__ import annotations
@@ -10,11 +10,15 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping
+from datetime import datetime, timezone
 
 from ..addresses import AddressRules
 from ..errors import InvalidSenderData
+from ..sealed import EncryptedPassword
 from ..text_checks import MSG_UNENCODABLE
 from ..validation import MSG_PORT, SETTING_NAMES, SenderSettings, validate_settings
+from .base import Sender
+from .models import SenderRow
 
 log = logging.getLogger(__name__)
 
@@ -62,3 +66,34 @@ def _checked_settings(values: tuple[tuple[str, object], ...]
         log.warning("stored sender settings could not be checked: %s", type(exc).__name__)
         problems = {"username": MSG_UNENCODABLE} | problems
     return SenderSettings(**clean), tuple(problems.items())  # type: ignore[arg-type]
+
+
+def utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:  # SQLite drops the zone
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def to_sender(row: SenderRow) -> Sender:
+    settings, problems = stored_settings({name: getattr(row, name) for name in SETTING_NAMES})
+    if problems:
+        log.warning("sender %s: its stored settings are invalid (%s); it is unusable until "
+                    "edited", row.id, ", ".join(problems))
+    return Sender(
+        id=row.id,
+        settings=settings,
+        problems=problems,
+        password=EncryptedPassword(row.password_token.encode("utf-8")),  # junk stays unreadable
+        password_binding=row.password_binding,
+        version=row.version,
+        created_at=utc(row.created_at),  # type: ignore[arg-type]
+        updated_at=utc(row.updated_at),  # type: ignore[arg-type]
+        last_test_at=utc(row.last_test_at),
+        last_test_ok=row.last_test_ok,
+        is_default=bool(row.is_default),
+        settings_fingerprint=row.settings_fingerprint,
+        tested_fingerprint=row.tested_fingerprint,
+        last_check_at=utc(row.last_check_at),
+        last_check_ok=row.last_check_ok,
+        last_check_stage=row.last_check_stage,
+    )

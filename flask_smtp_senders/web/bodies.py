@@ -8,20 +8,23 @@ from typing import Any
 
 from flask import request
 
+from ..domain import Provider
 from ..errors import InvalidSenderData
+from ..provider_fields import OAUTH_FIELDS, provider_of
+from ..services.providers import checked_secret
 from ..state import get_service
 from ..storage.base import Sender
 from ..validation import (
     MSG_REQUIRED,
     SETTING_NAMES,
     SenderSettings,
-    validate_password,
     validate_recipient,
     validate_settings,
 )
 from . import problems
 
-#: The fields a sender body may hold (``password`` is write-only); all strings but port.
+#: The fields a sender body may hold (``password`` is write-only: the password, client
+#: secret or service account key, by ``provider``); all strings but port.
 SENDER_FIELDS = frozenset(SETTING_NAMES) | {"password"}
 #: The one field of a test or check body.
 RECIPIENT_FIELDS = frozenset({"recipient"})
@@ -68,15 +71,14 @@ def _field_errors(value: dict[str, Any], required: tuple[str, ...],
 
 def sender_settings(required: tuple[str, ...], current: Sender | None = None
                     ) -> tuple[SenderSettings, str]:
-    """The settings (the current ones with the body's changes) and password of a create
+    """The settings (the current ones with the body's changes) and secret of a create
     or update body, every field checked at once: a wrong JSON type and a bad value are
     reported together, as the form reports every field."""
     value = json_object()
     errors = _field_errors(value, required, SENDER_FIELDS)
     values = {name: field for name, field in value.items() if name not in errors}
     password = values.pop("password", "")
-    merged = {name: getattr(current.settings, name) for name in SETTING_NAMES} if current \
-        else {name: "" for name in SETTING_NAMES if name != "port"}
+    merged = _current_settings(current, values)
     merged |= {name: field for name, field in values.items() if field is not None}
     try:
         settings = validate_settings(**merged, rules=get_service().address_rules)
@@ -84,12 +86,33 @@ def sender_settings(required: tuple[str, ...], current: Sender | None = None
         errors = exc.errors | errors  # a wrong type says more than the value check
     if "password" not in errors:
         try:
-            validate_password(password)
+            checked_secret(_provider(merged.get("provider")), password)
         except InvalidSenderData as exc:
             errors |= exc.errors
     if errors:
         raise problems.invalid(errors)
     return settings, password
+
+
+def _current_settings(current: Sender | None, values: dict[str, Any]) -> dict[str, Any]:
+    """What a body's changes apply to: the sender's settings (none for a new one). A body
+    that changes the Provider Type starts the sign-in fields afresh: another provider's
+    tenant or token URL means nothing to the new one, so they are not carried over."""
+    if current is None:
+        return {name: "" for name in SETTING_NAMES if name != "port"}
+    merged = {name: getattr(current.settings, name) for name in SETTING_NAMES}
+    if values.get("provider") not in (None, current.settings.provider):
+        merged |= dict.fromkeys(OAUTH_FIELDS, "")
+    return merged
+
+
+def _provider(value: object) -> Provider:
+    """The body's Provider Type, for the rules of its secret (a bad one is reported by
+    the settings' check; its secret is then checked as a password)."""
+    try:
+        return provider_of(value)
+    except ValueError:
+        return Provider.CUSTOM
 
 
 def recipient(required: bool) -> str | None:

@@ -3,24 +3,29 @@
 CSRF is forced on (``Meta.csrf``) even when a host turns it off globally. Field rules are
 not repeated here: :mod:`flask_smtp_senders.validation` checks the values and its messages
 are put beside the fields they concern. Password fields are never re-rendered.
+
+:class:`SettingsForm` is what every sender form shares (filling, checking, where the
+secret's errors go); :class:`SenderForm` is the contract's Custom Server, and the OAuth2
+providers' forms are in :mod:`.provider_forms`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, SelectField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
 
 from ..addresses import AddressRules
+from ..domain import Provider
 from ..errors import InvalidSenderData
+from ..services.providers import checked_secret
 from ..services.public import sender_tag, version_read
 from ..state import get_service
 from ..validation import (
     SETTING_NAMES,
     SenderSettings,
-    validate_password,
     validate_recipient,
     validate_settings,
 )
@@ -40,9 +45,13 @@ class _Form(FlaskForm):
 
     def add_errors(self, errors: dict[str, str]) -> None:
         for name, text in errors.items():
-            field = self._fields.get(name)
+            field = self._fields.get(self.field_for(name))
             if field is not None:
                 field.errors = [*field.errors, text]
+
+    def field_for(self, name: str) -> str:
+        """The field of this form an error about setting ``name`` is shown beside."""
+        return name
 
 
 class _Versioned:
@@ -56,16 +65,81 @@ class _Versioned:
 
 
 class NewSenderForm(_Form):
-    """The + step: what kind of sender to add."""
+    """The + step: what kind of sender to add. Custom Server comes first, so a browser
+    shows it chosen (the contract's choice); the OAuth2 providers follow. No default: a
+    post without a Provider Type leads nowhere."""
 
     sender_type = SelectField("Sender Type", choices=[SelectChoice("email", "Email")])
-    provider_type = SelectField("Provider Type",
-                                choices=[SelectChoice("custom", "Custom Server")])
+    provider_type = SelectField("Provider Type", choices=[
+        SelectChoice(provider.value, provider.label) for provider in Provider])
     submit = SubmitField("Next")
 
 
-class SenderForm(_Versioned, _Form):
+class SettingsForm(_Versioned, _Form):
+    """What every sender form shares: its Provider Type, its heading, which field holds
+    the write-only secret (a password, a client secret, a key) and the checks. Why one
+    base: the settings' rules and the secret's are the service's, so each provider's form
+    only says which fields it shows and under which labels."""
+
+    provider: ClassVar[Provider]
+    heading: ClassVar[str]
+    #: The field the secret is typed in; the service's errors about "password" go there.
+    write_only_field: ClassVar[str] = "password"
+    #: Whether the form uploads a file (multipart/form-data).
+    multipart: ClassVar[bool] = False
+
+    version = HiddenField()
+    submit = SubmitField("Save")
+
+    settings: SenderSettings | None = None
+
+    @property
+    def secret_label(self) -> str:
+        """What the secret is called on this form ("Password", "Client Secret"...)."""
+        return str(self[self.write_only_field].label.text)
+
+    @property
+    def setting_names(self) -> tuple[str, ...]:
+        """The settings this form shows (the others stay empty for its provider)."""
+        return tuple(name for name in SETTING_NAMES if name in self._fields)
+
+    def field_for(self, name: str) -> str:
+        return self.write_only_field if name == "password" else name
+
+    def secret(self) -> str:
+        """The secret as typed (never kept on the page)."""
+        return str(self[self.write_only_field].data or "")
+
+    def fill(self, sender: Sender) -> None:
+        """The saved settings; for a row changed behind the application's back, what is
+        wrong with each field is shown beside it (``Sender.problems``)."""
+        for name in self.setting_names:
+            self[name].data = str(getattr(sender.settings, name))
+        self.version.data = sender_tag(sender)
+        self.add_errors(dict(getattr(sender, "problems", {}) or {}))
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        ok = super().validate(extra_validators)
+        values = {name: self[name].data or "" for name in self.setting_names}
+        try:
+            self.settings = validate_settings(**values, provider=self.provider.value,
+                                              rules=_rules())
+        except InvalidSenderData as exc:
+            self.add_errors(exc.errors)
+            ok = False
+        try:
+            checked_secret(self.provider, self.secret())
+        except InvalidSenderData as exc:
+            self.add_errors(exc.errors)
+            ok = False
+        return ok
+
+
+class SenderForm(SettingsForm):
     """Email Sender Custom SMTP Server."""
+
+    provider = Provider.CUSTOM
+    heading = "Email Sender Custom SMTP Server"
 
     username = StringField("Username")
     password = PasswordField("Password")
@@ -75,35 +149,6 @@ class SenderForm(_Versioned, _Form):
     from_address = StringField("From Address")
     reply_to_name = StringField("Reply-To Name")
     reply_to_address = StringField("Reply-To Address")
-    version = HiddenField()
-    submit = SubmitField("Save")
-
-    required = frozenset({"username", "password", "server_name", "port", "from_address"})
-
-    settings: SenderSettings | None = None
-
-    def fill(self, sender: Sender) -> None:
-        """The saved settings; for a row changed behind the application's back, what is
-        wrong with each field is shown beside it (``Sender.problems``)."""
-        for name in SETTING_NAMES:
-            self[name].data = str(getattr(sender.settings, name))
-        self.version.data = sender_tag(sender)
-        self.add_errors(dict(getattr(sender, "problems", {}) or {}))
-
-    def validate(self, extra_validators: Any = None) -> bool:
-        ok = super().validate(extra_validators)
-        values = {name: self[name].data or "" for name in SETTING_NAMES}
-        try:
-            self.settings = validate_settings(**values, rules=_rules())
-        except InvalidSenderData as exc:
-            self.add_errors(exc.errors)
-            ok = False
-        try:
-            validate_password(self.password.data)
-        except InvalidSenderData as exc:
-            self.add_errors(exc.errors)
-            ok = False
-        return ok
 
 
 class TestEmailForm(_Form):

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +112,29 @@ def problems() -> Problems:
 
 
 @pytest.fixture
-def page(browser: Any, portal: Portal, problems: Problems) -> Iterator[Any]:
-    """A new context and page per test, limited to loopback, recording every problem."""
-    context = browser.new_context(viewport={"width": 1200, "height": 800},
-                                  base_url=portal.url)
+def open_page(browser: Any, problems: Problems) -> Iterator[Callable[[str], Any]]:
+    """Factory: open_page(base_url) -> a page in a new context, limited to loopback and
+    recording every problem; closed at teardown (for a portal other than ``portal``)."""
+    contexts: list[Any] = []
 
+    def open_at(base_url: str) -> Any:
+        context = browser.new_context(viewport={"width": 1200, "height": 800},
+                                      base_url=base_url)
+        contexts.append(context)
+        return _watched_page(context, problems)
+
+    yield open_at
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(portal: Portal, open_page: Callable[[str], Any]) -> Any:
+    """A new context and page per test, limited to loopback, recording every problem."""
+    return open_page(portal.url)
+
+
+def _watched_page(context: Any, problems: Problems) -> Any:
     def refuse(route: Any) -> None:
         problems.blocked.append(f"blocked a non-loopback request: {route.request.url}")
         route.abort()
@@ -137,5 +155,4 @@ def page(browser: Any, portal: Portal, problems: Problems) -> Iterator[Any]:
                 f"request failed: {request.method} {request.url}: {request.failure}")
 
     page.on("requestfailed", request_failed)
-    yield page
-    context.close()
+    return page

@@ -31,6 +31,7 @@ from flask_smtp_senders.errors import StorageError
 from flask_smtp_senders.services.senders import SenderService
 from flask_smtp_senders.settings import DEFAULTS
 from flask_smtp_senders.storage.base import Sender, TestState
+from tests.support.cli import run_cli
 from tests.support.hosts import AuditingHost
 from tests.support.smtp_servers import SERVER_NAME, RecordingServer
 
@@ -57,13 +58,7 @@ def terminal(monkeypatch) -> None:
     monkeypatch.setattr("flask_smtp_senders.cli.inputs.interactive", lambda: True)
 
 
-def run(app: Flask, *args: str, input: str | None = None,
-        env: dict[str, str | None] | None = None) -> Result:
-    """``flask smtp-senders ARGS``; anything but a clean exit fails with its traceback."""
-    result = app.test_cli_runner().invoke(args=["smtp-senders", *args], input=input, env=env)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
+run = run_cli
 
 
 def create(app: Flask, password: str = PASSWORD, **values: Any) -> Sender:

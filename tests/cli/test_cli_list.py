@@ -77,7 +77,9 @@ def test_list_and_show_as_json_hold_settings_and_state_but_no_secret(app) -> Non
         "port": 465, "mode": "SMTPS", "from_name": "", "from_address": "alerts@example.org",
         "reply_to_name": "", "reply_to_address": "help@example.org", "default": False,
         "test_state": "never", "last_test_ok": None, "last_test_at": None,
-        "last_check_ok": None, "last_check_at": None, "last_check_stage": None}
+        "last_check_ok": None, "last_check_at": None, "last_check_stage": None,
+        "provider": "custom", "tenant_id": "", "client_id": "", "token_url": "", "scope": "",
+        "secret_expires": ""}
     for output in (listed.output, shown.output):
         assert not [value for value in secrets_of(app) if value in output]
         assert "password" not in output.lower()

@@ -266,8 +266,11 @@ def test_encryption_key_is_in_no_column_and_no_byte_of_the_database(app, client,
                 "SELECT tablename FROM pg_tables WHERE schemaname = %s", (database.schema,)))
             versions = [str(row) for row in conn.execute(
                 "SELECT * FROM smtp_senders_alembic_version")]
-        # the package keeps nothing elsewhere: the senders, and the schema's revision
-        assert tables == ["smtp_senders", "smtp_senders_alembic_version"]
+        # the package keeps nothing elsewhere: the senders, the access-token cache (empty:
+        # these senders have passwords) and the schema's revision
+        assert tables == ["smtp_sender_tokens", "smtp_senders", "smtp_senders_alembic_version"]
+        with database.raw_connect() as conn:
+            assert conn.execute("SELECT count(*) FROM smtp_sender_tokens").fetchone() == (0,)
         assert len(versions) == 1 and fernet_key not in versions[0]
 
 

@@ -20,6 +20,7 @@ from cryptography.fernet import Fernet
 
 from flask_smtp_senders import InvalidSenderData, SenderSettings, get_service, hookimpl
 from flask_smtp_senders.events import ConnectionChecked
+from flask_smtp_senders.oauth import ADVICE_KEYS as TOKEN_ADVICE_KEYS
 from flask_smtp_senders.settings import DEFAULTS
 from flask_smtp_senders.smtp.advice import ADVICE_NAMES
 from flask_smtp_senders.smtp.diagnosis import LABELS, Diagnosis
@@ -614,7 +615,7 @@ def test_unreadable_password_has_a_diagnosis_without_stages(make_diag_app, host,
 def test_every_advice_has_a_setting_and_every_setting_is_used():
     keys = {k.removeprefix("SMTP_SENDERS_ADVICE_").lower() for k in DEFAULTS
             if k.startswith("SMTP_SENDERS_ADVICE_")}
-    assert keys == ADVICE_NAMES
+    assert keys == ADVICE_NAMES | {key.lower() for key in TOKEN_ADVICE_KEYS}
 
 
 def test_the_host_may_reword_advice(make_diag_app, host, closed_port):

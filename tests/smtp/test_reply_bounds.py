@@ -21,11 +21,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from flask_smtp_senders.deadline import Deadline
 from flask_smtp_senders.errors import DeliveryError, SMTPTimeout
 from flask_smtp_senders.sealed import Secret
 from flask_smtp_senders.smtp import transport
 from flask_smtp_senders.smtp.client import SMTPClient
-from flask_smtp_senders.smtp.deadline import Deadline
 from flask_smtp_senders.smtp.replies import (
     MAX_REPLY_BYTES,
     MAX_REPLY_LINE,

@@ -42,11 +42,16 @@ from flask_smtp_senders import SenderSettings, SMTPSenders, get_service
 from flask_smtp_senders.storage import schema
 from flask_smtp_senders.storage.models import Base
 
-HEAD = "smtp_senders_0002"
+HEAD = "smtp_senders_0003"
 VERSION_TABLE = "smtp_senders_alembic_version"
 FIRST = "smtp_senders_0001"
+SECOND = "smtp_senders_0002"
 NEW_COLUMNS = ["password_binding", "settings_fingerprint", "tested_fingerprint",
                "last_check_at", "last_check_ok", "last_check_stage"]
+#: 0003's columns (issue 16) and what every existing sender gets in them: a Custom Server.
+PROVIDER_COLUMNS = {"provider": "custom", "tenant_id": "", "client_id": "", "token_url": "",
+                    "scope": "", "secret_expires": ""}
+TOKEN_TABLE = "smtp_sender_tokens"
 WHEN = datetime(2026, 11, 1, 9, 30, tzinfo=timezone.utc)
 
 # The table as SMTP_SENDERS_CREATE_TABLES made it before migrations (models.py at
@@ -142,34 +147,37 @@ def assert_old_row_intact(engine: Engine) -> None:
         got = utc(row[name]) if isinstance(value, datetime) else row[name]
         assert got == value, name
     assert [row[name] for name in NEW_COLUMNS] == [None] * len(NEW_COLUMNS)
+    assert {name: row[name] for name in PROVIDER_COLUMNS} == PROVIDER_COLUMNS
 
 
 # -- schema.upgrade ---------------------------------------------------------------------
 
 
 def test_head_is_the_last_shipped_revision() -> None:
-    """The scripts' head is 0002 and the history is one line from 0001 (a new revision
+    """The scripts' head is 0003 and the history is one line from 0001 (a new revision
     must move HEAD here and in the stamping table of schema.py)."""
     assert schema.head() == HEAD
     scripts = schema._scripts()
-    assert [s.revision for s in scripts.walk_revisions()] == [HEAD, FIRST]
+    assert [s.revision for s in scripts.walk_revisions()] == [HEAD, SECOND, FIRST]
     assert scripts.get_revision(FIRST).branch_labels == {"smtp_senders"}
     assert schema._CREATE_ALL_REVISIONS[-1][0] == HEAD
 
 
 def test_empty_database_is_upgraded_to_head_with_the_models_schema(database, engine) -> None:
-    """Nothing -> 0001 -> 0002; the result is exactly the models' table (autogenerate
-    finds no difference) and the version table says head."""
+    """Nothing -> 0001 -> 0002 -> 0003; the result is exactly the models' tables
+    (autogenerate finds no difference) and the version table says head."""
     assert schema.current(engine) is None
     steps: list[str] = []
     done = schema.upgrade(engine, progress=steps.append)
     assert (done.before, done.after, done.stamped, done.changed) == (None, HEAD, None, True)
     assert [step.split(":")[0] for step in steps] == [
-        f"Applied nothing -> {FIRST}", f"Applied {FIRST} -> {HEAD}"]
+        f"Applied nothing -> {FIRST}", f"Applied {FIRST} -> {SECOND}",
+        f"Applied {SECOND} -> {HEAD}"]
     assert differences(engine) == []
     assert versions(engine) == [HEAD]
     assert schema.current(engine) == HEAD
-    assert set(inspect(engine).get_table_names()) == {"smtp_senders", VERSION_TABLE}
+    assert set(inspect(engine).get_table_names()) == {"smtp_senders", TOKEN_TABLE,
+                                                      VERSION_TABLE}
     if database.kind == "postgresql":  # in the test's own schema, not public
         with database.raw_connect() as conn:
             found = conn.execute(
@@ -192,10 +200,13 @@ def test_a_second_upgrade_is_a_no_op_of_one_read(engine) -> None:
 
 
 def test_the_comparison_does_see_a_missing_column(engine) -> None:
-    """The schema check above can fail: at 0001, autogenerate reports the six columns."""
+    """The schema check above can fail: at 0001, autogenerate reports the twelve columns
+    and the token table."""
     migrate_to(engine, FIRST)
-    added = sorted(diff[3].name for diff in differences(engine) if diff[0] == "add_column")
-    assert added == sorted(NEW_COLUMNS)
+    found = differences(engine)
+    added = sorted(diff[3].name for diff in found if diff[0] == "add_column")
+    assert added == sorted([*NEW_COLUMNS, *PROVIDER_COLUMNS])
+    assert [diff[1].name for diff in found if diff[0] == "add_table"] == [TOKEN_TABLE]
 
 
 def test_revision_0001_is_the_table_the_old_create_all_made(engine) -> None:
@@ -221,13 +232,15 @@ def test_a_0001_database_keeps_its_row_and_gains_null_columns(engine) -> None:
 
 
 def test_a_table_of_the_old_create_all_is_recorded_as_0001_then_upgraded(engine) -> None:
-    """No version table, the old columns: stamped 0001, then 0002 runs; the row is kept."""
+    """No version table, the old columns: stamped 0001, then 0002 and 0003 run; the row
+    is kept."""
     old_create_all(engine)
     steps: list[str] = []
     done = schema.upgrade(engine, progress=steps.append)
     assert (done.before, done.after, done.stamped) == (None, HEAD, FIRST)
     assert f"recorded it as {FIRST}" in steps[0]
-    assert steps[1].startswith(f"Applied {FIRST} -> {HEAD}")
+    assert steps[1].startswith(f"Applied {FIRST} -> {SECOND}")
+    assert steps[2].startswith(f"Applied {SECOND} -> {HEAD}")
     assert_old_row_intact(engine)
     assert versions(engine) == [HEAD]
     assert differences(engine) == []
@@ -299,7 +312,7 @@ def test_a_hosts_autogenerate_ignores_our_tables_with_include_name(engine) -> No
         filtered = compare_metadata(MigrationContext.configure(
             conn, opts={"include_name": schema.include_name}), host)
     assert {diff[1].name for diff in unfiltered if diff[0] == "remove_table"} == {
-        "smtp_senders", VERSION_TABLE}
+        "smtp_senders", TOKEN_TABLE, VERSION_TABLE}
     assert filtered == []
 
 
@@ -384,7 +397,8 @@ def test_cli_upgrade_creates_the_table_and_then_finds_it_up_to_date(make_app) ->
     assert first.exit_code == 0, first.output
     assert first.stdout == f"Upgraded the sender schema from nothing to {HEAD}.\n"
     assert f"Applied nothing -> {FIRST}" in first.stderr
-    assert f"Applied {FIRST} -> {HEAD}" in first.stderr
+    assert f"Applied {FIRST} -> {SECOND}" in first.stderr
+    assert f"Applied {SECOND} -> {HEAD}" in first.stderr
     for name in ("upgrade", "create-tables"):
         again = run_cli(app, name)
         assert again.exit_code == 0, again.output

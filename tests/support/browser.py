@@ -39,6 +39,15 @@ class Portal:
 
 
 @dataclass
+class InProcessPortal:
+    """The example portal served by a thread of the test's own process: for a walk whose
+    servers (a token endpoint, an XOAUTH2 SMTP server) the test starts and configures."""
+
+    url: str
+    admin_password: str
+
+
+@dataclass
 class Problems:
     """What went wrong in the browser while a test ran; each test asserts it is empty."""
 
@@ -62,7 +71,7 @@ def expect(target: Any) -> Any:
     return playwright_expect(target)
 
 
-def log_in(page: Any, portal: Portal) -> None:
+def log_in(page: Any, portal: Portal | InProcessPortal) -> None:
     """Log in as admin on the login page the portal sends anonymous visitors to."""
     page.goto("/")
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
@@ -80,16 +89,24 @@ def open_senders(page: Any) -> None:
     expect(page.get_by_role("heading", name="Senders", exact=True)).to_be_visible()
 
 
-def start_adding(page: Any, before_next: Callable[[], object] | None = None) -> None:
-    """+ then Sender Type Email, Provider Type Custom Server, Next."""
+def start_adding(page: Any, before_next: Callable[[], object] | None = None,
+                 provider: str = "Custom Server") -> None:
+    """+ then Sender Type Email, Provider Type (Custom Server unless told), Next."""
     page.get_by_role("link", name="Add a sender").click()
     expect(page.get_by_role("heading", name="Add a sender")).to_be_visible()
     page.get_by_label("Sender Type").select_option(label="Email")
-    page.get_by_label("Provider Type").select_option(label="Custom Server")
+    page.get_by_label("Provider Type").select_option(label=provider)
     if before_next is not None:
         before_next()
     page.get_by_role("button", name="Next").click()
-    expect(page.get_by_role("heading", name="Email Sender Custom SMTP Server")).to_be_visible()
+    expect(page.get_by_role("heading", name=PROVIDER_HEADINGS[provider])).to_be_visible()
+
+
+#: The heading of each Provider Type's form.
+PROVIDER_HEADINGS = {"Custom Server": "Email Sender Custom SMTP Server",
+                     "Microsoft 365": "Email Sender Microsoft 365",
+                     "Google Workspace": "Email Sender Google Workspace",
+                     "Custom Server with OAuth2": "Email Sender Custom Server with OAuth2"}
 
 
 def fill_sender(page: Any, portal: Portal, **values: str) -> None:

@@ -8,7 +8,8 @@ Google's and Microsoft's do and refuses a bad token the way they do: optionally 
 error challenge (``334`` and base64 JSON naming the status), then a 535.
 
 :class:`OAuthMechanisms` is mixed into the ScriptedServer's aiosmtpd handler, where
-aiosmtpd finds ``auth_*`` methods; it reads the server's ``tokens``, ``error_challenges``,
+aiosmtpd finds ``auth_*`` methods; it reads the server's ``tokens`` (or, when set, its
+``token_check(user, token) -> bool``, such as a token server's ``valid``), ``error_challenges``,
 ``error_challenge`` and ``token_refusal`` and records the decoded answers to the error
 challenge in ``error_answers``.
 """
@@ -82,8 +83,13 @@ class OAuthMechanisms:
             await smtp.push("501 5.5.2 Malformed initial response")
             return AuthResult(success=False, handled=True)
         user, token = found
-        expected = server.tokens.get(user)
-        if expected is not None and hmac.compare_digest(expected.encode(), token.encode()):
+        if server.token_check is not None:  # e.g. a token server's valid(user, token)
+            accepted = server.token_check(user, token) is True
+        else:
+            expected = server.tokens.get(user)
+            accepted = expected is not None and hmac.compare_digest(expected.encode(),
+                                                                    token.encode())
+        if accepted:
             return AuthResult(success=True, handled=False,
                               auth_data=LoginPassword(user.encode(), b""))
         for _ in range(server.error_challenges):

@@ -2,11 +2,13 @@
 
 ``Admin`` is the host plugin of tests/web/test_pages.py (routes the test server name to
 LOOPBACK); ``csrf``, ``errors`` and ``form_values`` read a rendered page; ``create`` posts
-the create form with valid values (``GOOD``) and a valid CSRF token.
+the create form with valid values (``GOOD``) and a valid CSRF token, ``create_provider``
+another Provider Type's form (``PROVIDER_GOOD``).
 """
 
 from __future__ import annotations
 
+import io
 import re
 
 from flask_smtp_senders import hookimpl
@@ -58,3 +60,42 @@ def create(client, **fields):
     return client.post(f"{PREFIX}/new/email/custom",
                        data={"csrf_token": csrf(page.data), **GOOD, **fields})
 
+
+
+#: Valid forms of the other Provider Types, by the names their pages post (the secret
+#: included: a client secret, or a Google key added by the test).
+TENANT = "0b3c5e7a-1d2f-4a6b-8c9d-0e1f2a3b4c5d"
+CLIENT = "6f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
+CLIENT_SECRET = "Entra~Client.Secret-Value_0123456789"
+PROVIDER_GOOD = {
+    "microsoft365": {"tenant_id": TENANT, "client_id": CLIENT, "client_secret": CLIENT_SECRET,
+                     "username": "notifications@contoso.com",
+                     "server_name": "smtp.office365.com", "port": "587",
+                     "secret_expires": "2027-06-30", "from_name": "Contoso",
+                     "from_address": "notifications@contoso.com", "reply_to_name": "",
+                     "reply_to_address": ""},
+    "google": {"service_account_key": "", "username": "notifications@example.com",
+               "server_name": "smtp.gmail.com", "port": "465", "secret_expires": "",
+               "from_name": "Acme", "from_address": "notifications@example.com",
+               "reply_to_name": "", "reply_to_address": ""},
+    "oauth2": {"token_url": "https://idp.example.com/oauth2/token", "client_id": "portal-mailer",
+               "client_secret": CLIENT_SECRET, "scope": "smtp.send",
+               "username": "portal@example.com", "server_name": "mail.example.com",
+               "port": "465", "secret_expires": "", "from_name": "Acme",
+               "from_address": "portal@example.com", "reply_to_name": "",
+               "reply_to_address": ""},
+}
+
+
+def create_provider(client, provider: str, **fields):
+    """Post the create form of ``provider`` (microsoft365, google, oauth2) with valid
+    values, as changed by ``fields``; a value that is a tuple (bytes, name) is a file."""
+    url = f"{PREFIX}/new/email/{provider}"
+    page = client.get(url)
+    data = {"csrf_token": csrf(page.data), **PROVIDER_GOOD[provider], **fields}
+    files = {name: value for name, value in data.items() if isinstance(value, tuple)}
+    if files:
+        data |= {name: (io.BytesIO(content), filename)
+                 for name, (content, filename) in files.items()}
+        return client.post(url, data=data, content_type="multipart/form-data")
+    return client.post(url, data=data)

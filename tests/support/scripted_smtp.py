@@ -291,7 +291,8 @@ class ScriptedServer:
     after a 421 the connection is closed.
     ``auth``: mechanisms offered once encrypted, in this order; ``unrecognised``: those of
     them answered 504 anyway. ``users``: passwords (PLAIN, LOGIN, CRAM-MD5); ``tokens``:
-    access tokens (XOAUTH2, OAUTHBEARER), by user. A refused token gets
+    access tokens (XOAUTH2, OAUTHBEARER), by user; ``token_check``: instead of ``tokens``,
+    a callable (user, token) -> bool, such as a token server's ``valid``. A refused token gets
     ``error_challenges`` error challenges (``334 error_challenge``, base64 JSON; 0: none,
     1: as Google and RFC 7628, more: a server that loops), each read with its answer,
     then ``token_refusal``; with an OAuth mechanism offered, an AUTH line may be 12,288
@@ -317,6 +318,7 @@ class ScriptedServer:
         unrecognised: Iterable[str] = (),
         users: Mapping[str, str] | None = None,
         tokens: Mapping[str, str] | None = None,
+        token_check: Callable[[str, str], bool] | None = None,
         error_challenges: int = 0,
         error_challenge: bytes = ERROR_CHALLENGE,
         token_refusal: str = TOKEN_REFUSAL,
@@ -343,6 +345,7 @@ class ScriptedServer:
         self.greeting_code = int(greeting[:3]) if greeting is not None else 220
         self.users: dict[str, str] = dict(DEFAULT_USERS if users is None else users)
         self.tokens: dict[str, str] = dict(DEFAULT_TOKENS if tokens is None else tokens)
+        self.token_check = token_check
         self.error_challenges = int(error_challenges)
         self.error_challenge = bytes(error_challenge)
         self.token_refusal = token_refusal

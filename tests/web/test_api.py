@@ -101,7 +101,9 @@ def test_create_saves_an_encrypted_sender_and_answers_with_it_but_never_its_pass
         "mode": "STARTTLS", "from_name": "Acme", "from_address": "noreply@example.com",
         "reply_to_name": "", "reply_to_address": "", "default": True, "test_state": "never",
         "last_test_ok": None, "last_test_at": None, "last_check_ok": None,
-        "last_check_at": None, "last_check_stage": None, "password_usable": True}
+        "last_check_at": None, "last_check_stage": None, "password_usable": True,
+        "provider": "custom", "tenant_id": "", "client_id": "", "token_url": "", "scope": "",
+        "secret_expires": ""}
     assert stored_password(app, body["id"]) == PASSWORD
     assert [type(e) for e in host.events] == [SenderCreated]
     assert host.events[0].actor == "admin@portal"

@@ -1,9 +1,9 @@
-"""The time left for one exchange with a server.
+"""The time left for one exchange with a server: an SMTP session or a token request.
 
 Why: each network operation has its own timeout, but a server that drips one byte at a
 time would meet every one of them and still hold a worker for ever; the deadline bounds
-the whole exchange. Every read and write asks it for its timeout. This module knows
-nothing of Flask.
+the whole exchange. Every read and write asks it for its timeout. Part of the vocabulary
+because both network parts (smtp/ and oauth/) use it. This module knows nothing of Flask.
 """
 
 from __future__ import annotations

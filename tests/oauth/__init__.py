@@ -1,0 +1,1 @@
+"""Tests of the OAuth2 part: token requests against a real HTTPS token server."""
