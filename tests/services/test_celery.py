@@ -318,3 +318,38 @@ def test_registering_twice_on_one_celery_app_is_refused(app):
     register_tasks(celery, app)
     with pytest.raises(ConfigurationError):
         register_tasks(celery, app)
+
+
+class TestAMicrosoft365Sender:
+    """The task sends through the Mailer, so an OAuth2 sender's messages go out with the
+    token the worker fetches from the token server (tests/support/token_server.py), one
+    fetch for both messages."""
+
+    TENANT = "6f1c2a4e-0b7d-4c3e-9a51-2d8e7f0a1b2c"
+    CLIENT = "0e9d8c7b-6a59-4817-8a6f-5e4d3c2b1a09"
+    SECRET = "Qx8~Zr.4_ClientSecretValue-0123456789abcdEF"
+    MAILBOX = "notify@contoso.example"
+
+    @pytest.fixture
+    def tokens(self, token_server):
+        server = token_server()
+        server.add_microsoft_app(self.TENANT, self.CLIENT, self.SECRET,
+                                 mailboxes=[self.MAILBOX])
+        return server
+
+    @pytest.fixture
+    def app_config(self, tokens) -> dict[str, Any]:
+        return {"SMTP_SENDERS_MICROSOFT_AUTHORITY": tokens.microsoft_authority()}
+
+    def test_a_queued_message_goes_out_with_a_fetched_token(self, service, tokens,
+                                                             scripted_server, worker):
+        smtp = scripted_server(auth=("XOAUTH2",), token_check=tokens.valid)
+        sender = service.create_sender(SenderSettings(
+            username=self.MAILBOX, server_name=SERVER_NAME, port=smtp.port,
+            from_address=self.MAILBOX, provider="microsoft365", tenant_id=self.TENANT,
+            client_id=self.CLIENT), self.SECRET)
+        first = send_later(note("one"), sender.id).get(RESULT_TIMEOUT)
+        second = send_later(note("two"), sender.id).get(RESULT_TIMEOUT)
+        assert first["accepted"] == second["accepted"] == ["user@example.com"]
+        assert len(smtp.messages) == 2
+        assert sum(1 for r in tokens.requests if r.method == "POST") == 1

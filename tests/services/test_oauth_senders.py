@@ -92,16 +92,25 @@ def message(subject: str = "Hello") -> EmailMessage:
     return msg
 
 
+def saved(make_oauth_app, tokens, smtp, *, register: bool = True, **config):
+    """An app and a Microsoft 365 sender saved in it (its app registered at the token
+    server unless ``register`` is False): (app, service, sender), inside the app context
+    the caller opens with ``app.app_context()``."""
+    if register:
+        tokens.add_microsoft_app(TENANT, CLIENT, SECRET, mailboxes=[MAILBOX])
+    app = make_oauth_app(**config)
+    with app.app_context():
+        sender = get_service(app).create_sender(microsoft(smtp), SECRET)
+    return app, get_service(app), sender
+
+
 def token_requests(tokens) -> int:
     return sum(1 for request in tokens.requests if request.method == "POST")
 
 
 def test_a_microsoft365_sender_sends_with_a_token_fetched_once(make_oauth_app, tokens, smtp):
-    tokens.add_microsoft_app(TENANT, CLIENT, SECRET, mailboxes=[MAILBOX])
-    app = make_oauth_app()
+    app, service, sender = saved(make_oauth_app, tokens, smtp)
     with app.app_context():
-        service = get_service(app)
-        sender = service.create_sender(microsoft(smtp), SECRET)
         first = service.mailer.send(message("one"), sender.id)
         second = service.mailer.send_many([message("two"), message("three")], sender.id)
     assert first.accepted == (RECIPIENT,)
@@ -151,11 +160,8 @@ def test_a_token_near_its_expiry_is_renewed(make_oauth_app, tokens, smtp, monkey
 
 
 def test_a_refused_token_is_replaced_once_by_a_fresh_one(make_oauth_app, tokens, smtp):
-    tokens.add_microsoft_app(TENANT, CLIENT, SECRET, mailboxes=[MAILBOX])
-    app = make_oauth_app()
+    app, service, sender = saved(make_oauth_app, tokens, smtp)
     with app.app_context():
-        service = get_service(app)
-        sender = service.create_sender(microsoft(smtp), SECRET)
         service.mailer.send(message(), sender.id)
         smtp.refused_tokens.update(tokens._issued)  # noqa: SLF001 - revoked early
         service.mailer.pool.close()  # the next send must sign in again
@@ -311,11 +317,7 @@ def test_a_generic_oauth2_sender_uses_client_secret_basic(make_oauth_app, tokens
 def test_a_binding_changed_behind_the_apps_back_fetches_no_token(make_oauth_app, tokens,
                                                                  smtp, database):
     """Case D8: another tenant written into the row in SQL: the secret stays unused."""
-    tokens.add_microsoft_app(TENANT, CLIENT, SECRET, mailboxes=[MAILBOX])
-    app = make_oauth_app()
-    with app.app_context():
-        service = get_service(app)
-        sender = service.create_sender(microsoft(smtp), SECRET)
+    app, service, sender = saved(make_oauth_app, tokens, smtp)
     engine = create_engine(database.url, **database.engine_options)
     with engine.begin() as conn:  # another tenant: the secret would go to its admins
         conn.execute(text("UPDATE smtp_senders SET tenant_id = 'evil.onmicrosoft.com'"))
