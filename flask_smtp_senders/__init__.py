@@ -34,6 +34,20 @@ from .storage.base import Sender, SenderStore, TestState
 from .storage.sqlalchemy import SQLAlchemyStore
 from .validation import SenderSettings, validate_settings
 
+
+def _installed_version() -> str:
+    """The version pip installed (setup.cfg's, which docs/changelog.md's newest release
+    heading names): one number, read from the distribution's metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flask-smtp-senders")
+    except PackageNotFoundError:  # a source tree put on sys.path without installing it
+        return "0+unknown"
+
+
+__version__ = _installed_version()
+
 __all__ = [
     "AccessToken",
     "AddressRules",

@@ -122,7 +122,7 @@ SMTP_ADVICE: dict[str, str] = {
     "SMTP_SENDERS_ADVICE_AUTH_BASIC_DISABLED": (
         "Microsoft 365 refused password sign-in (basic authentication) for SMTP, most likely "
         "off for this tenant (the default from the end of December 2026). The lasting fix is "
-        "OAuth2 sign-in; until then, a "
+        "a Microsoft 365 sender (Provider Type Microsoft 365, OAuth2 sign-in); until then, a "
         "Microsoft 365 administrator can turn SMTP AUTH basic authentication back on for the "
         "tenant. If it is on, check the Password and the tenant's sign-in policies."
     ),
@@ -135,7 +135,8 @@ SMTP_ADVICE: dict[str, str] = {
     #: AUTH refused with 5.7.8 or 5.7.9 by Google's servers: no account password there.
     "SMTP_SENDERS_ADVICE_AUTH_APP_PASSWORD": (
         "Google does not accept the account's own password for SMTP. Use an app password "
-        "(it needs 2-Step Verification on for the account) or OAuth2 sign-in."
+        "(it needs 2-Step Verification on for the account) or a Google Workspace sender "
+        "(Provider Type Google Workspace, OAuth2 sign-in)."
     ),
     #: MAIL FROM refused (5xx).
     "SMTP_SENDERS_ADVICE_SENDER_REFUSED": (

@@ -78,6 +78,13 @@ class SMTPSenders:
         keys = config["SMTP_SENDERS_ENCRYPTION_KEYS"]
         if not keys and config["SMTP_SENDERS_ENCRYPTION_KEYS_FILE"]:
             keys = read_keys_file(config["SMTP_SENDERS_ENCRYPTION_KEYS_FILE"])
+        if self._db is not None and self._store is None \
+                and app.extensions.get("sqlalchemy") is not self._db:
+            raise ConfigurationError(
+                "SMTPSenders(app, db=db) needs the SQLAlchemy object to know this app "
+                "first: call db.init_app(app) (or create it as SQLAlchemy(app)) before "
+                "SMTPSenders(app, db=db) or init_app(app)."
+            )
         cipher = PasswordCipher(parse_keys(keys))
         manager = make_plugin_manager(
             self._plugins, load_entry_points=settings.load_entry_points)

@@ -168,8 +168,9 @@ MESSAGES: dict[str, str] = {
     #: On the edit page of a sender at smtp.office365.com (Microsoft 365), so after a save.
     "SMTP_SENDERS_MSG_OFFICE365_BASIC_AUTH_NOTICE": (
         "Microsoft 365 turns password sign-in (basic authentication) for SMTP off by default "
-        "from the end of December 2026: this sender will then need OAuth2 sign-in, or an "
-        "administrator must turn password sign-in back on for the tenant."
+        "from the end of December 2026: add a Microsoft 365 sender (Provider Type Microsoft "
+        "365, OAuth2 sign-in) in its place, or an administrator must turn password sign-in "
+        "back on for the tenant."
     ),
 }
 

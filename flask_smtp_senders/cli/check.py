@@ -93,6 +93,8 @@ def check(sender_id: int | None, recipient: str | None, as_json: bool) -> None:
     else:
         for sender, result in results:
             click.echo(_check_line(sender, result))
+            if not result.ok and result.diagnosis.advice:
+                click.echo(f"  Suggested fix: {result.diagnosis.advice}")
     for sender_id, expiry in expiring.items():
         click.echo(f"Warning: sender #{sender_id}: {expiry.text}", err=True)
     failed = sum(1 for _, result in results if not result.ok)

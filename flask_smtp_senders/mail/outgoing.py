@@ -94,20 +94,33 @@ def envelope_recipients(message: Message, rules: AddressRules) -> tuple[str, ...
     """RCPT TO for ``message``: To, Cc and Bcc, or their Resent- forms; then Bcc and
     Resent-Bcc are removed from ``message`` (a detached copy), as smtplib does."""
     prefix = resent_prefix(message)
-    try:
-        recipients = tuple(
-            wire_address(address.addr_spec, rules)
-            for name in ("To", "Cc", "Bcc")
-            for header in message.get_all(prefix + name, [])
-            for address in header.addresses
-        )
-    except ValueError as exc:
-        raise InvalidSenderData({"recipients": str(exc)}) from None
+    recipients: list[str] = []
+    for name in ("To", "Cc", "Bcc"):
+        field = prefix + name
+        try:
+            headers = message.get_all(field, [])
+            addresses = [(address, header) for header in headers
+                         for address in header.addresses]
+        except ValueError as exc:  # the stdlib refuses the header itself (a CR or LF)
+            raise InvalidSenderData({"recipients": f"{field}: {exc}"}) from None
+        for address, header in addresses:
+            try:
+                recipients.append(wire_address(address.addr_spec, rules))
+            except ValueError as exc:  # named, so a batch's log says which one
+                spec = address.addr_spec
+                shown = _shown(spec if spec not in ("", "<>") else str(header))
+                raise InvalidSenderData({"recipients": f"{field} {shown}: {exc}"}) from None
     if not recipients:
         raise InvalidSenderData({"recipients": MSG_NO_RECIPIENT})
     del message["Bcc"]
     del message["Resent-Bcc"]
-    return recipients
+    return tuple(recipients)
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """An address as an error message may quote it: one line, bounded, in quotes."""
+    text = " ".join(str(value).split())
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def refuse_hidden_line_breaks(message: Message) -> None:

@@ -111,8 +111,10 @@ class Mailer:
 
     def send(self, message: EmailMessage, sender: int | None = None) -> SendResult:
         """Send one message through ``sender`` (an id; None: the default sender); raises
-        DeliveryError, SenderNotFound or PasswordUnreadable (CredentialNotBound) when
-        nothing was sent."""
+        DeliveryError (its ``stage`` says where; "token" when an OAuth2 sender got no
+        access token), InvalidSenderData (the message cannot go as it is: no recipient,
+        or an invalid address, named with its header), SenderNotFound or
+        PasswordUnreadable (CredentialNotBound) when nothing was sent."""
         result = self.send_many([message], sender)[0]
         if result.error is not None:
             raise result.error

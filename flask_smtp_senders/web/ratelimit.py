@@ -12,6 +12,7 @@ This module counts; :mod:`.guard` turns a count into the refusal the user is tol
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import time
@@ -39,7 +40,9 @@ STORAGE_SETTING = "SMTP_SENDERS_RATELIMIT_STORAGE_URI"
 #: A ``socket_timeout=`` or ``socket_connect_timeout=`` in the URL's query wins.
 REDIS_TIMEOUT = 2.0
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+unix", "valkey", "valkeys", "valkey+unix"})
-
+#: The extra of this package that installs a client library (``redis`` is not a dependency:
+#: ``pip install 'flask-smtp-senders[redis]'`` brings ``limits[redis]``).
+_EXTRAS = {"redis": "redis", "valkey": "valkey"}
 
 
 class RateLimitUnavailable(SMTPSendersError):
@@ -83,9 +86,45 @@ def make_storage(uri: str) -> Storage:
     try:
         return storage_from_string(uri, **options)
     except LimitsConfigurationError:  # its text may quote the URI, password and all
+        library = _client_library(urlparse(uri).scheme)
+        hint = _install_hint(library) if library else "install the one its scheme needs."
         raise ConfigurationError(
-            f"{STORAGE_SETTING} names a storage whose client library is missing: "
-            "install flask-smtp-senders with `limits[redis]`."
+            f"{STORAGE_SETTING} names a storage whose client library is missing or too "
+            f"old: {hint}"
+        ) from None
+
+
+def _client_library(scheme: str) -> str | None:
+    """The module a storage scheme's ``limits`` class imports when it is built: ``redis``
+    for every ``redis*`` URL, ``valkey`` for ``valkey*``, ``pymongo`` for MongoDB."""
+    for prefix, module in (("redis", "redis"), ("valkey", "valkey"), ("mongodb", "pymongo")):
+        if scheme.startswith(prefix):
+            return module
+    return None
+
+
+def _install_hint(library: str) -> str:
+    extra = _EXTRAS.get(library)
+    if extra:
+        return f"pip install 'flask-smtp-senders[{extra}]' (the `{extra}` extra)."
+    return f"pip install {library}."
+
+
+def _check_client_library(uri: str) -> None:
+    """``limits`` imports a storage's client only when the storage is built, at the first
+    counted request, and then says just "'redis' prerequisite not available": check at
+    init_app instead, naming the extra that installs it (never the URI: it may hold a
+    password)."""
+    scheme = urlparse(uri).scheme
+    library = _client_library(scheme)
+    if library is None:
+        return
+    try:
+        importlib.import_module(library)
+    except ImportError:
+        raise ConfigurationError(
+            f"{STORAGE_SETTING} is a {scheme}:// URL but the {library} client library is "
+            f"not installed: {_install_hint(library)}"
         ) from None
 
 
@@ -94,6 +133,7 @@ def validate_config(settings: Settings) -> None:
     parse_limit(settings.test_email_rate_limit)
     parse_limit(settings.write_rate_limit, WRITE_LIMIT_SETTING)
     _storage_class(settings.ratelimit_storage_uri)
+    _check_client_library(settings.ratelimit_storage_uri)
 
 
 class TestEmailLimiter:

@@ -97,10 +97,12 @@ def test_one_line_per_sender_and_exit_1_when_one_fails(app, two, server, closed_
     good, bad = two
     result = invoke(app)
     assert result.exit_code == 1
+    refused = DEFAULTS["SMTP_SENDERS_ADVICE_CONNECTION_REFUSED"].format(port=closed_port)
     assert result.stdout.splitlines() == [
         f"#{good.id} {SERVER_NAME}:{server.port} <noreply@example.com>: ok: {PASSED}",
         f"#{bad.id} {SERVER_NAME}:{closed_port} <down@example.com>: failed at connect: "
         f"{CONNECT_FAILED}",
+        f"  Suggested fix: {refused}",  # the diagnosis's advice, as the page shows it
     ]
     assert "1 of 2 senders failed the connection check." in result.stderr
     assert_dry_run(server, 1)

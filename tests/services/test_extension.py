@@ -364,3 +364,18 @@ def test_default_store_is_sql_and_creates_its_table(make_app) -> None:
     app = make_app()
     assert isinstance(get_service(app).store, SQLAlchemyStore)
     assert sql_table_exists(app)
+
+
+def test_init_app_before_db_init_app_says_which_order_is_needed(tmp_path, dispose) -> None:
+    """The host's SQLAlchemy object must know the app first; said at start-up in words
+    (Flask-SQLAlchemy's own error would come later, at first use, naming neither)."""
+    app = host_app(tmp_path, SMTP_SENDERS_CREATE_TABLES=True)
+    db = SQLAlchemy()
+    with pytest.raises(ConfigurationError, match=r"call db\.init_app\(app\).*before"):
+        SMTPSenders(app, db=db)
+    assert "smtp_senders" not in app.extensions
+    db.init_app(app)  # the order the message asks for works
+    dispose((app, db))
+    SMTPSenders(app, db=db)
+    with app.app_context():
+        assert get_service(app).list_senders() == []

@@ -502,3 +502,20 @@ def test_an_edit_in_one_app_leaves_another_apps_pool_to_find_out_for_itself(
         assert other.extensions["smtp_senders"].mailer.send(note(2), sender.id).ok
     assert len(old.messages) == 2 and len(new.messages) == 1
     assert new.auth_attempts[0].username == "bob"
+
+
+def test_an_invalid_recipient_is_named_in_the_error_and_nothing_is_sent(service,
+                                                                        smtp_server):
+    """The sending API raises its documented InvalidSenderData, naming the header and
+    the address (a batch's log says which one), never the validator's own exception."""
+    from flask_smtp_senders import InvalidSenderData
+
+    server = smtp_server("implicit")
+    sender = add(service, server)
+    message = note(1)
+    message["Cc"] = "ops@example.com, someone@-bad-.example"
+    with pytest.raises(InvalidSenderData) as invalid:
+        service.mailer.send(message, sender.id)
+    reason = invalid.value.errors["recipients"]
+    assert reason.startswith("Cc 'someone@-bad-.example': Enter a valid email address.")
+    assert server.connections == 0
