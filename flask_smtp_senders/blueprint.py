@@ -1,7 +1,11 @@
 """Settings > Senders: thin views over the forms and the SenderService.
 
 Authorisation is checked once, in ``before_request``, for every route of the blueprint
-(so no new route can forget it); CSRF is checked there too for every POST, answering 400.
+(so no new route can forget it): a refused visitor who is not signed in is sent to the
+host's login (Flask-Login's ``login_view``, or the ``smtp_senders_login_url`` hook) when
+they asked for a page, anyone else gets 403. CSRF is checked there too for every POST,
+answering 400. The templates get ``can``, what the current user may do
+(:class:`.web.guard.Permissions`), and show only the controls it allows.
 Every answer gets its security headers in ``after_request`` (Case G6): the
 Content-Security-Policy (``frame-ancestors 'self'``: Delete and Make default are one-click
 forms, never to be shown in another site's frame), ``X-Frame-Options: SAMEORIGIN`` and
@@ -46,7 +50,7 @@ from .web.forms import (
     SettingsForm,
     TestEmailForm,
 )
-from .web.guard import authorized, csrf_refusal
+from .web.guard import authorized, csrf_refusal, login_redirect, template_context
 from .web.headers import security_headers
 from .web.provider_forms import form_for
 
@@ -58,13 +62,21 @@ ERROR, SUCCESS = "smtp_senders.error", "smtp_senders.success"
 
 
 @bp.before_request
-def authorize_and_check_csrf() -> None:
+def authorize_and_check_csrf() -> ResponseReturnValue | None:
     if not authorized():
+        if request.method in ("GET", "HEAD") and request.endpoint != "smtp_senders.static":
+            to_login = login_redirect()  # None: signed in, or the host has no login page
+            if to_login is not None:
+                return to_login
         abort(403)
     if request.method == "POST":
         refusal = csrf_refusal(request.form.get("csrf_token"))
         if refusal is not None:
             abort(400, description=f"The form expired or was not sent by this site ({refusal}).")
+    return None
+
+
+bp.context_processor(template_context)  # ``can``: what the templates may offer
 
 
 @bp.after_request

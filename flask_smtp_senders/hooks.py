@@ -11,6 +11,7 @@ When a hook raises:
 
 - ``smtp_senders_store``: ``init_app`` fails; the app does not start half-configured.
 - ``smtp_senders_authorize``: the request is denied (fail closed) and the error is logged.
+- ``smtp_senders_login_url``: the visitor gets the 403 page (logged).
 - ``smtp_senders_api_token_authenticated``: the API call needs the CSRF token (logged).
 - ``smtp_senders_actor``: the operation fails before anything changes or is sent.
 - ``smtp_senders_resolve``: the send fails at the resolve stage (logged).
@@ -59,15 +60,30 @@ class HookSpecs:
 
     @hookspec(firstresult=True)
     def smtp_senders_authorize(self, action: str, sender_id: int | None) -> bool | None:
-        """May the current user do ``action`` ("list", "create", "update", "delete",
-        "test") on the sender ``sender_id`` (None for actions on no particular sender)?
+        """May the current user do ``action`` ("list", "read", "create", "update",
+        "delete", "test") on the sender ``sender_id`` (None for actions on no particular
+        sender)?
 
         Read the user from the host's own request context. Return True to allow, False to
         deny, None for no opinion. Stops at the first non-None result. No answer at all
-        means deny: an app that implements nothing exposes nothing.
+        means deny: an app that implements nothing exposes nothing. "read" (open a
+        sender's page, read-only without "update") is also allowed by "update".
 
-        :param action: "list", "create", "update", "delete" or "test".
+        :param action: "list", "read", "create", "update", "delete" or "test".
         :param sender_id: the sender acted on, or None.
+        """
+
+    @hookspec(firstresult=True)
+    def smtp_senders_login_url(self, next_url: str) -> str | None:
+        """Where to send a visitor the authorisation hook refused, when they are not
+        signed in: the host's login page, or None (signed in, or no opinion: 403).
+
+        Asked only for a page (GET, not a static file, never the JSON API), and only when
+        Flask-Login cannot answer (it is not set up on the app, or has no ``login_view``
+        nor ``unauthorized_handler``). Stops at the first non-None result.
+
+        :param next_url: the page asked for, a path on this site with its query, to send
+            the visitor back to after login (e.g. ``url_for("login", next=next_url)``).
         """
 
     @hookspec(firstresult=True)

@@ -14,7 +14,9 @@ can tell: its ``smtp_senders_api_token_authenticated`` hook answers True for tho
 (:func:`.guard.needs_csrf_token`). A browser sends cookies, cached Basic or Digest
 credentials and its Windows login to us whatever page made the call, and a header alone
 proves nothing (a junk ``Authorization`` header can ride beside the session cookie), so
-without the hook's True every change needs the token.
+without the hook's True every change needs the token. A host's global ``CSRFProtect``
+(Flask-WTF) is told to leave the API to these rules (:func:`exempt_from_global_csrf`):
+it would refuse a script's token call, which has no CSRF token to send.
 Bodies must be ``application/json`` (a form post from another site cannot be). Changes
 use optimistic locking: ``PATCH`` and ``DELETE`` need ``If-Match`` with the sender's
 ``ETag``.
@@ -27,8 +29,10 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Flask, Response, current_app, request, url_for
+from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
@@ -51,6 +55,32 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 # -- every request ---------------------------------------------------------------------
+
+def exempt_from_global_csrf(app: Flask) -> None:
+    """Leave this blueprint out of the host's ``CSRFProtect(app)``, if it has one: the
+    API checks CSRF itself (:func:`.guard.needs_csrf_token`: every change needs the
+    token but for a call the host says a token signed in), where a global check would
+    refuse every bearer-token call. The pages stay under both checks."""
+    csrf = app.extensions.get("csrf")
+    if isinstance(csrf, CSRFProtect):  # Flask-WTF's (another extension may use the key)
+        csrf.exempt(api)  # idempotent: a set of blueprints
+
+
+@api.record_once
+def exempt_when_registered(state: BlueprintSetupState) -> None:
+    """A ``CSRFProtect(app)`` made before ``SMTPSenders(app)``: its check runs before
+    ours on every request, so it is told now."""
+    exempt_from_global_csrf(state.app)
+
+
+@api.before_app_request
+def exempt_before_csrf_protect() -> None:
+    """A ``CSRFProtect(app)`` made after ``SMTPSenders(app)``: its ``before_request``
+    runs after this one (app-wide hooks run in the order they were added), so it is
+    told here, before it looks at an API call."""
+    if request.blueprint == api.name:
+        exempt_from_global_csrf(current_app)
+
 
 @api.before_app_request
 def unknown_api_route() -> ResponseReturnValue | None:
