@@ -38,7 +38,7 @@ SETUP_CFG.read(ROOT / "setup.cfg", encoding="utf-8")
 URL = SETUP_CFG["metadata"]["url"]
 VERSION = SETUP_CFG["metadata"]["version"]
 #: The extras a host picks from (the others, test, demo and bench, are this repository's).
-HOST_EXTRAS = ["postgres", "redis", "valkey", "celery"]
+HOST_EXTRAS = ["postgres", "redis", "valkey", "celery", "flask-admin"]
 DEVELOPER_EXTRAS = ["test", "demo", "bench"]
 #: Every link target of a Markdown text: inline ``[text](target)``, ``![alt](target)``,
 #: reference ``[name]: target``, and HTML ``src=``/``href=``.
