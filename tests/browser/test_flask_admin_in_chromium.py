@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask_admin import Admin as FlaskAdmin
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from flask_smtp_senders.contrib.flask_admin import add_senders_to_admin
 from tests.support.browser import (
@@ -33,9 +31,9 @@ from tests.support.browser import (
     send_test_email,
     start_adding,
 )
-from tests.support.loopback import LOOPBACK
 from tests.support.pages import PREFIX, Admin
 from tests.support.smtp_servers import SERVER_NAME
+from tests.support.viewer_portal import serve
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -45,25 +43,13 @@ ACTIVE = re.compile(r"(^|\s)active(\s|$)")  # Flask-Admin marks the current menu
 SUCCESS = "A test message was successfully sent to some.body@acme.com."
 
 
-class QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        """No access log line per request on the test's output."""
-
-
 @pytest.fixture
 def admin_portal(browser, make_app) -> Iterator[str]:
     """A Flask-Admin portal with the Senders pages in it, served on loopback; its URL."""
     app = make_app(plugins=[Admin()])
     add_senders_to_admin(FlaskAdmin(app, name="Acme Admin"))
-    server = make_server(LOOPBACK, 0, app, threaded=True, request_handler=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{LOOPBACK}:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+    with serve(app) as url:
+        yield url
 
 
 def shoot(page: Any, path: Path) -> Path:
