@@ -15,19 +15,17 @@ from .grants import ClientCredentials, IssuedToken, ServiceAccount, fetch_token
 from .keys import ServiceAccountKey, parse_service_account_key
 from .providers import (
     GOOGLE_SCOPE,
-    GOOGLE_SMTP,
     GOOGLE_TOKEN_URL,
     MICROSOFT_AUTHORITY,
     MICROSOFT_SCOPE,
-    MICROSOFT_SMTP,
     check_tenant,
     check_token_url,
     microsoft_token_url,
 )
 
 __all__ = [
-    "ADVICE_KEYS", "GOOGLE_SCOPE", "GOOGLE_SMTP", "GOOGLE_TOKEN_URL", "MICROSOFT_AUTHORITY",
-    "MICROSOFT_SCOPE", "MICROSOFT_SMTP", "STAGES", "ClientCredentials", "EndpointOptions",
+    "ADVICE_KEYS", "GOOGLE_SCOPE", "GOOGLE_TOKEN_URL", "MICROSOFT_AUTHORITY",
+    "MICROSOFT_SCOPE", "STAGES", "ClientCredentials", "EndpointOptions",
     "HTTPReply", "IssuedToken", "ServiceAccount", "ServiceAccountKey", "TokenError",
     "check_tenant", "check_token_url", "fetch_token", "microsoft_token_url",
     "parse_service_account_key", "post_form",

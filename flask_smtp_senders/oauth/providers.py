@@ -18,9 +18,6 @@ MICROSOFT_SCOPE = "https://outlook.office365.com/.default"
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 (a URL)
 #: Gmail by SMTP, IMAP and POP (the only scope Google takes for XOAUTH2 on SMTP).
 GOOGLE_SCOPE = "https://mail.google.com/"
-#: Where each provider's senders connect by default.
-MICROSOFT_SMTP = ("smtp.office365.com", 587)
-GOOGLE_SMTP = ("smtp.gmail.com", 465)
 
 def microsoft_token_url(tenant: str, authority: str = MICROSOFT_AUTHORITY) -> str:
     """The v2.0 token endpoint of a tenant at an authority. ValueError for a tenant that

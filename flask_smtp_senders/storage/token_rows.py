@@ -15,18 +15,16 @@ from sqlalchemy.orm import Session
 
 from ..sealed import EncryptedPassword
 from .models import TokenRow
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+from .stored_settings import utc
 
 
 def load(session: Session, key: str) -> tuple[EncryptedPassword, datetime] | None:
     """The unexpired token of ``key``, if any."""
     row = session.get(TokenRow, key)
-    if row is None or _utc(row.expires_at) <= datetime.now(timezone.utc):
+    expires_at = utc(row.expires_at) if row is not None else None
+    if row is None or expires_at is None or expires_at <= datetime.now(timezone.utc):
         return None
-    return EncryptedPassword(row.token.encode("ascii")), _utc(row.expires_at)
+    return EncryptedPassword(row.token.encode("ascii")), expires_at
 
 
 def save(session: Session, key: str, sender_id: int, token: EncryptedPassword,
